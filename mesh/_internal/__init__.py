@@ -1,0 +1,1 @@
+"""Internals of the agent-side library: no stability promise."""

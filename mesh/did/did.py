@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import base58
 
-from mesh.errors import InvalidIdentifier
 from mesh.ed25519 import check_public_key
+from mesh.errors import InvalidIdentifier
 
 DID_METHOD = "mesh"
 DID_PREFIX = f"did:{DID_METHOD}:"
@@ -30,7 +30,7 @@ _ALPHABET = frozenset(base58.BITCOIN_ALPHABET.decode())
 
 @dataclass(frozen=True, slots=True)
 class DID:
-    """A validated ``did:mesh`` identifier. Build it with :meth:`from_public_key` or :meth:`parse`."""
+    """A validated ``did:mesh`` identifier; build it with ``from_public_key`` or ``parse``."""
 
     id: str
 

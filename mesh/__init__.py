@@ -1,0 +1,1 @@
+"""trustmesh agent-side library: identities, keys, signed messages, SVIDs, registry client."""

@@ -1,0 +1,1 @@
+"""The trustmesh registry: gRPC services, CA, storage, events, scheduler."""

@@ -21,9 +21,7 @@ PG_HOST, PG_PORT = "127.0.0.1", 5432
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 _START_PG = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-_START_REDIS = (
-    'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
-)
+_START_REDIS = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -46,7 +44,9 @@ def _need(service: str, host: str, port: int, how: str) -> None:
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
     if not VECTORS.is_dir():
-        pytest.fail(f"conformance vectors not found at {VECTORS}: check out shared/ beside the repo")
+        pytest.fail(
+            f"conformance vectors not found at {VECTORS}: check out shared/ beside the repo"
+        )
     return VECTORS
 
 

@@ -19,7 +19,13 @@ def _wycheproof(vectors: Path) -> list[tuple[int, bytes, bytes, bytes, bool]]:
         pk = bytes.fromhex(group["publicKey"]["pk"])
         for t in group["tests"]:
             cases.append(
-                (t["tcId"], pk, bytes.fromhex(t["msg"]), bytes.fromhex(t["sig"]), t["result"] == "valid")
+                (
+                    t["tcId"],
+                    pk,
+                    bytes.fromhex(t["msg"]),
+                    bytes.fromhex(t["sig"]),
+                    t["result"] == "valid",
+                )
             )
     return cases
 
@@ -55,8 +61,6 @@ def test_cctv_small_order_and_noncanonical_keys_are_not_acceptable(vectors_dir: 
             assert not is_acceptable_public_key(bytes.fromhex(v["key"])), v["number"]
 
 
-@pytest.mark.parametrize(
-    ("pk_len", "sig_len"), [(31, 64), (33, 64), (32, 63), (32, 65), (0, 0)]
-)
+@pytest.mark.parametrize(("pk_len", "sig_len"), [(31, 64), (33, 64), (32, 63), (32, 65), (0, 0)])
 def test_wrong_lengths_never_verify(pk_len: int, sig_len: int) -> None:
     assert verify_strict(b"\x01" * pk_len, b"msg", b"\x00" * sig_len) is False

@@ -29,6 +29,8 @@ _text = st.text(min_size=0, max_size=12)
 
 
 @given(_text, st.binary(max_size=12), _text, st.binary(max_size=12))
-def test_distinct_fields_never_give_the_same_message(d1: str, c1: bytes, d2: str, c2: bytes) -> None:
+def test_distinct_fields_never_give_the_same_message(
+    d1: str, c1: bytes, d2: str, c2: bytes
+) -> None:
     same = proof_message(d1, c1, KEY.public_key, CSR) == proof_message(d2, c2, KEY.public_key, CSR)
     assert same == ((d1, c1) == (d2, c2))

@@ -43,7 +43,9 @@ def generate(out_dir: Path) -> list[Path]:
         pkg_dir = out_dir / pkg
         init = pkg_dir / "__init__.py"
         if not init.exists():
-            init.write_text('"""Generated from proto/' + pkg + ' by `make proto`; do not edit."""\n')
+            init.write_text(
+                '"""Generated from proto/' + pkg + ' by `make proto`; do not edit."""\n'
+            )
         written.extend(sorted(pkg_dir.glob("*_pb2*.py*")))
     return written
 

@@ -37,4 +37,6 @@ def verify_proof(
     trust_domain: str, challenge: bytes, public_key: bytes, csr_der: bytes, proof: bytes
 ) -> bool:
     """True when ``proof`` is the strict Ed25519 signature of the proof message."""
-    return verify_strict(public_key, proof_message(trust_domain, challenge, public_key, csr_der), proof)
+    return verify_strict(
+        public_key, proof_message(trust_domain, challenge, public_key, csr_der), proof
+    )

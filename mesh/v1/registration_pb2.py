@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mesh.v1 import types_pb2 as mesh_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amesh/v1/registration.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mesh/v1/types.proto\"\x15\n\x13GetChallengeRequest\"`\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x14\n\x0ctrust_domain\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd3\x01\n\x0fRegisterRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x11\n\tchallenge\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x01(\x0c\x12\x0b\n\x03\x63sr\x18\x05 \x01(\x0c\x12\x38\n\x08metadata\x18\x06 \x03(\x0b\x32&.mesh.v1.RegisterRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x01\n\x10RegisterResponse\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12\x11\n\tspiffe_id\x18\x02 \x01(\t\x12\x1f\n\x04svid\x18\x03 \x01(\x0b\x32\x11.mesh.v1.X509SVID\x12$\n\x06\x62undle\x18\x04 \x01(\x0b\x32\x14.mesh.v1.TrustBundle\x12\x13\n\x0bkey_history\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x08\x32\x98\x01\n\x13RegistrationService\x12@\n\x0cGetChallenge\x12\x1c.mesh.v1.GetChallengeRequest\x1a\x12.mesh.v1.Challenge\x12?\n\x08Register\x12\x18.mesh.v1.RegisterRequest\x1a\x19.mesh.v1.RegisterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amesh/v1/registration.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mesh/v1/types.proto\"\x15\n\x13GetChallengeRequest\"`\n\tChallenge\x12\r\n\x05nonce\x18\x01 \x01(\x0c\x12\x14\n\x0ctrust_domain\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe8\x01\n\x0fRegisterRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x11\n\tchallenge\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x01(\x0c\x12\x0b\n\x03\x63sr\x18\x05 \x01(\x0c\x12\x38\n\x08metadata\x18\x06 \x03(\x0b\x32&.mesh.v1.RegisterRequest.MetadataEntry\x12\x13\n\x0bkey_history\x18\x07 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x01\n\x10RegisterResponse\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12\x11\n\tspiffe_id\x18\x02 \x01(\t\x12\x1f\n\x04svid\x18\x03 \x01(\x0b\x32\x11.mesh.v1.X509SVID\x12$\n\x06\x62undle\x18\x04 \x01(\x0b\x32\x14.mesh.v1.TrustBundle\x12\x13\n\x0bkey_history\x18\x05 \x01(\t\x12\x0f\n\x07\x63reated\x18\x06 \x01(\x08\x32\x98\x01\n\x13RegistrationService\x12@\n\x0cGetChallenge\x12\x1c.mesh.v1.GetChallengeRequest\x1a\x12.mesh.v1.Challenge\x12?\n\x08Register\x12\x18.mesh.v1.RegisterRequest\x1a\x19.mesh.v1.RegisterResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,11 +40,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHALLENGE']._serialized_start=116
   _globals['_CHALLENGE']._serialized_end=212
   _globals['_REGISTERREQUEST']._serialized_start=215
-  _globals['_REGISTERREQUEST']._serialized_end=426
-  _globals['_REGISTERREQUEST_METADATAENTRY']._serialized_start=379
-  _globals['_REGISTERREQUEST_METADATAENTRY']._serialized_end=426
-  _globals['_REGISTERRESPONSE']._serialized_start=429
-  _globals['_REGISTERRESPONSE']._serialized_end=588
-  _globals['_REGISTRATIONSERVICE']._serialized_start=591
-  _globals['_REGISTRATIONSERVICE']._serialized_end=743
+  _globals['_REGISTERREQUEST']._serialized_end=447
+  _globals['_REGISTERREQUEST_METADATAENTRY']._serialized_start=400
+  _globals['_REGISTERREQUEST_METADATAENTRY']._serialized_end=447
+  _globals['_REGISTERRESPONSE']._serialized_start=450
+  _globals['_REGISTERRESPONSE']._serialized_end=609
+  _globals['_REGISTRATIONSERVICE']._serialized_start=612
+  _globals['_REGISTRATIONSERVICE']._serialized_end=764
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ class Challenge(_message.Message):
     def __init__(self, nonce: _Optional[bytes] = ..., trust_domain: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("join_token", "public_key", "challenge", "proof", "csr", "metadata")
+    __slots__ = ("join_token", "public_key", "challenge", "proof", "csr", "metadata", "key_history")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,13 +39,15 @@ class RegisterRequest(_message.Message):
     PROOF_FIELD_NUMBER: _ClassVar[int]
     CSR_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    KEY_HISTORY_FIELD_NUMBER: _ClassVar[int]
     join_token: str
     public_key: bytes
     challenge: bytes
     proof: bytes
     csr: bytes
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, join_token: _Optional[str] = ..., public_key: _Optional[bytes] = ..., challenge: _Optional[bytes] = ..., proof: _Optional[bytes] = ..., csr: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    key_history: str
+    def __init__(self, join_token: _Optional[str] = ..., public_key: _Optional[bytes] = ..., challenge: _Optional[bytes] = ..., proof: _Optional[bytes] = ..., csr: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., key_history: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("did", "spiffe_id", "svid", "bundle", "key_history", "created")

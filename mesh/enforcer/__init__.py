@@ -1,0 +1,6 @@
+"""Enforcement on the agent side: a live map of every agent's ring, fed by the registry's events."""
+
+from mesh.enforcer.errors import RingDenied
+from mesh.enforcer.state import AgentView, Change, EnforcerState
+
+__all__ = ["AgentView", "Change", "EnforcerState", "RingDenied"]

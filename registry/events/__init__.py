@@ -1,0 +1,1 @@
+"""The registry's event log, seen from the outside: types, agent state payloads, fan-out, Watch."""

@@ -1,0 +1,1 @@
+"""Internals of the certificate authority; not a public API."""

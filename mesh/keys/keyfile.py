@@ -66,7 +66,7 @@ def write_private_key(
     Refuses to replace an existing file unless ``overwrite``.
     """
     path = Path(path)
-    _atomic_write(path, private_key_pem(key, passphrase), PRIVATE_MODE, overwrite=overwrite)
+    atomic_write(path, private_key_pem(key, passphrase), PRIVATE_MODE, overwrite=overwrite)
     return path
 
 
@@ -161,7 +161,7 @@ def public_key_pem(public_key: bytes) -> bytes:
 def write_public_key(path: StrPath, public_key: bytes, *, overwrite: bool = False) -> Path:
     """Write a raw Ed25519 public key as SubjectPublicKeyInfo PEM (mode 0644), atomically."""
     path = Path(path)
-    _atomic_write(path, public_key_pem(public_key), PUBLIC_MODE, overwrite=overwrite)
+    atomic_write(path, public_key_pem(public_key), PUBLIC_MODE, overwrite=overwrite)
     return path
 
 
@@ -229,7 +229,7 @@ def read_key_history(directory: StrPath) -> KeyHistory | None:
 
 def write_key_history(directory: StrPath, history: KeyHistory, *, overwrite: bool = False) -> Path:
     path = Path(directory) / KEY_HISTORY_FILE
-    _atomic_write(path, history.to_json().encode("utf-8"), PUBLIC_MODE, overwrite=overwrite)
+    atomic_write(path, history.to_json().encode("utf-8"), PUBLIC_MODE, overwrite=overwrite)
     return path
 
 
@@ -360,7 +360,7 @@ def _make_directory(directory: Path) -> None:
         raise KeyFileError(f"cannot create {directory}: {exc.strerror}") from None
 
 
-def _atomic_write(path: Path, data: bytes, mode: int, *, overwrite: bool) -> None:
+def atomic_write(path: Path, data: bytes, mode: int, *, overwrite: bool) -> None:
     """Write ``data`` to ``path`` with ``mode`` through a same-directory temporary file."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -125,6 +125,10 @@ def issue_serving_certificate(
     clients can always connect.
     """
     lifetime = check_ttl(ttl, MAX_SERVING_TTL)
+    if isinstance(hosts, str | bytes):
+        raise CertificateRequestRejected(
+            "hosts is a list of names, not one string", hint="pass e.g. ['localhost']"
+        )
     all_hosts = [*hosts, *(DEFAULT_HOSTS if include_defaults else ())]
     dns, ips = parse_hosts(all_hosts)
     if not dns and not ips:

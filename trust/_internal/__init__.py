@@ -1,0 +1,1 @@
+"""Internals of ``trust``; not part of the public surface."""

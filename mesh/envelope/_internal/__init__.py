@@ -1,0 +1,1 @@
+"""Internals of the signed-message package: no stability promise."""

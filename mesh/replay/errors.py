@@ -1,0 +1,14 @@
+"""Errors of replay guards."""
+
+from __future__ import annotations
+
+from mesh.errors import MeshError
+
+
+class ReplayGuardFull(MeshError):
+    """The guard holds as many unexpired nonces as it may: it refuses new messages.
+
+    Refusing is the safe choice: forgetting an unexpired nonce to make room
+    would let that message be replayed. The condition clears by itself as
+    remembered messages expire; it means the guard is sized below the traffic.
+    """

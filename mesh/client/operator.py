@@ -1,0 +1,271 @@
+"""The operator's client: join tokens, agents, the trust bundle, DID resolution.
+
+Thin typed wrappers over the registry's RPCs, authenticated with the operator
+credential (mTLS) that ``mesh serve`` writes into its data dir::
+
+    DATA_DIR/bundle.pem                what the registry's serving certificate chains to
+    DATA_DIR/operator/operator.pem     client certificate (spiffe://<td>/operator/admin)
+    DATA_DIR/operator/operator.key     its private key
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mesh.bundle import Bundle, BundleError
+from mesh.client._internal import convert
+from mesh.client.channel import (
+    DEFAULT_REGISTRY,
+    DEFAULT_TIMEOUT,
+    RegistryChannel,
+    RetryPolicy,
+    TLSConfig,
+)
+from mesh.client.errors import CredentialError, ResponseError
+from mesh.client.types import (
+    Agent,
+    AgentStatus,
+    CreatedJoinToken,
+    JoinToken,
+    Resolution,
+    TrustBundle,
+)
+from mesh.did import DID
+from mesh.errors import MeshError
+from mesh.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    svid_pb2,
+    svid_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+)
+
+DEFAULT_DATA_DIR = Path(".mesh")
+BUNDLE_FILE = "bundle.pem"
+OPERATOR_CERT = Path("operator") / "operator.pem"
+OPERATOR_KEY = Path("operator") / "operator.key"
+# The registry caps a join token's lifetime at 7 days.
+MAX_TOKEN_TTL = timedelta(days=7)
+
+
+def operator_tls(data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR) -> TLSConfig:
+    """The TLS configuration of the operator credential in a registry data dir."""
+    root = Path(data_dir)
+    bundle = root / BUNDLE_FILE
+    if not bundle.exists():
+        raise CredentialError(
+            f"{bundle} does not exist",
+            hint=(
+                f"start the registry with `mesh serve --data-dir {root}` (it writes bundle.pem "
+                "and the operator credential), or pass --data-dir"
+            ),
+        )
+    cert, key = root / OPERATOR_CERT, root / OPERATOR_KEY
+    if not cert.exists() or not key.exists():
+        raise CredentialError(
+            f"no operator credential in {root / 'operator'}",
+            hint="run operator commands with the --data-dir of the registry (`mesh serve`)",
+        )
+    return TLSConfig.from_files(bundle, cert, key)
+
+
+def ttl_seconds(ttl: timedelta | int | None, what: str = "ttl") -> int:
+    """A lifetime as whole seconds for the wire; 0 means the registry's default."""
+    if ttl is None:
+        return 0
+    seconds = ttl if isinstance(ttl, int) else ttl.total_seconds()
+    if seconds <= 0 or seconds != int(seconds) or seconds >= 2**32:
+        raise MeshError(f"{what} must be a positive whole number of seconds, got {seconds}")
+    return int(seconds)
+
+
+class OperatorClient:
+    """Operator calls to a registry, over mTLS with the operator credential."""
+
+    def __init__(
+        self,
+        registry: str | Sequence[str] = DEFAULT_REGISTRY,
+        *,
+        tls: TLSConfig,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        channel: RegistryChannel | None = None,
+    ) -> None:
+        self._channel = channel or RegistryChannel(
+            registry, tls, timeout=timeout, retry=retry or RetryPolicy()
+        )
+
+    @classmethod
+    def from_data_dir(
+        cls,
+        data_dir: str | os.PathLike[str] = DEFAULT_DATA_DIR,
+        registry: str | Sequence[str] = DEFAULT_REGISTRY,
+        **kwargs: Any,
+    ) -> OperatorClient:
+        return cls(registry, tls=operator_tls(data_dir), **kwargs)
+
+    @property
+    def channel(self) -> RegistryChannel:
+        return self._channel
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> OperatorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- join tokens -------------------------------------------------------------------
+
+    def create_token(
+        self, agent_name: str, ttl: timedelta | int | None = None
+    ) -> CreatedJoinToken:
+        """A one-time join token for ``agent_name``; ``ttl`` defaults to the registry's (10 min)."""
+        request = tokens_pb2.CreateJoinTokenRequest(
+            agent_name=agent_name, ttl_seconds=ttl_seconds(ttl)
+        )
+        timeout = self._channel.timeout
+        response = self._channel.call(
+            lambda ch: tokens_pb2_grpc.JoinTokenServiceStub(ch).CreateJoinToken(
+                request, timeout=timeout
+            )
+        )
+        if not response.token:
+            raise ResponseError("the registry returned an empty join token")
+        return CreatedJoinToken(token=response.token, info=convert.join_token(response.info))
+
+    def list_tokens(self, include_inactive: bool = False) -> list[JoinToken]:
+        request = tokens_pb2.ListJoinTokensRequest(include_inactive=include_inactive)
+        timeout = self._channel.timeout
+        response = self._channel.call(
+            lambda ch: tokens_pb2_grpc.JoinTokenServiceStub(ch).ListJoinTokens(
+                request, timeout=timeout
+            )
+        )
+        return [convert.join_token(t) for t in response.tokens]
+
+    def revoke_token(self, token_id: str) -> JoinToken:
+        request = tokens_pb2.RevokeJoinTokenRequest(id=token_id)
+        timeout = self._channel.timeout
+        response = self._channel.call(
+            lambda ch: tokens_pb2_grpc.JoinTokenServiceStub(ch).RevokeJoinToken(
+                request, timeout=timeout
+            )
+        )
+        return convert.join_token(response)
+
+    # -- agents ------------------------------------------------------------------------
+
+    def list_agents(
+        self, status: AgentStatus | None = None, *, page_size: int = 500
+    ) -> list[Agent]:
+        """Every agent (all pages), optionally only those with ``status``."""
+        proto_status = convert.STATUS_TO_PROTO[status or AgentStatus.UNSPECIFIED]
+        agents: list[Agent] = []
+        token = ""
+        timeout = self._channel.timeout
+        while True:
+            request = agents_pb2.ListAgentsRequest(
+                page_size=page_size, page_token=token, status=proto_status
+            )
+            response = self._channel.call(_list_agents_op(request, timeout))
+            agents.extend(convert.agent(a) for a in response.agents)
+            if not response.next_page_token:
+                return agents
+            if response.next_page_token == token:
+                raise ResponseError("the registry returned the same page token twice")
+            token = response.next_page_token
+
+    def get_agent(self, did: str) -> Agent:
+        request = agents_pb2.GetAgentRequest(did=_did(did))
+        timeout = self._channel.timeout
+        response = self._channel.call(
+            lambda ch: agents_pb2_grpc.AgentServiceStub(ch).GetAgent(request, timeout=timeout)
+        )
+        return convert.agent(response)
+
+    def revoke_agent(self, did: str, reason: str = "") -> Agent:
+        """Revoke: no more SVIDs, its keys stop verifying."""
+        request = agents_pb2.RevokeAgentRequest(did=_did(did), reason=reason)
+        timeout = self._channel.timeout
+        response = self._channel.call(
+            lambda ch: agents_pb2_grpc.AgentServiceStub(ch).RevokeAgent(request, timeout=timeout)
+        )
+        return convert.agent(response)
+
+    def terminate_agent(self, did: str, reason: str = "") -> Agent:
+        """Kill switch: revoke and push termination to every enforcer."""
+        request = agents_pb2.TerminateAgentRequest(did=_did(did), reason=reason)
+        timeout = self._channel.timeout
+        response = self._channel.call(
+            lambda ch: agents_pb2_grpc.AgentServiceStub(ch).TerminateAgent(
+                request, timeout=timeout
+            )
+        )
+        return convert.agent(response)
+
+    def resolve_did(self, did: str) -> Resolution:
+        request = agents_pb2.ResolveDIDRequest(did=_did(did))
+        timeout = self._channel.timeout
+        response = self._channel.call(
+            lambda ch: agents_pb2_grpc.AgentServiceStub(ch).ResolveDID(request, timeout=timeout)
+        )
+        return convert.resolution(response)
+
+    # -- bundle ------------------------------------------------------------------------
+
+    def trust_bundle(self) -> TrustBundle:
+        """The registry's current trust bundle, checked to parse as a SPIFFE bundle."""
+        return fetch_trust_bundle(self._channel)
+
+
+def fetch_trust_bundle(channel: RegistryChannel) -> TrustBundle:
+    timeout = channel.timeout
+    response = channel.call(
+        lambda ch: svid_pb2_grpc.SVIDServiceStub(ch).GetTrustBundle(
+            svid_pb2.GetTrustBundleRequest(), timeout=timeout
+        )
+    )
+    bundle = convert.trust_bundle(response)
+    check_bundle(bundle)
+    return bundle
+
+
+def check_bundle(bundle: TrustBundle) -> Bundle:
+    """Parse the SPIFFE bundle and check its PEM holds the same X.509 authorities."""
+    try:
+        parsed = Bundle.parse(bundle.spiffe_bundle, bundle.trust_domain)
+    except (BundleError, MeshError) as exc:
+        raise ResponseError(f"the registry sent an invalid trust bundle: {exc}") from None
+    if not parsed.x509_authorities:
+        raise ResponseError("the registry's trust bundle has no X.509 authority")
+    try:
+        pem_bundle = Bundle.from_x509_pem(bundle.trust_domain, bundle.x509_authorities_pem)
+    except (BundleError, MeshError) as exc:
+        raise ResponseError(f"the registry sent invalid bundle PEM: {exc}") from None
+    if set(pem_bundle.x509_authorities) != set(parsed.x509_authorities):
+        raise ResponseError(
+            "the registry's bundle PEM and SPIFFE bundle list different X.509 authorities"
+        )
+    return parsed
+
+
+def _list_agents_op(request: Any, timeout: float) -> Callable[[grpc.Channel], Any]:
+    def op(ch: grpc.Channel) -> Any:
+        return agents_pb2_grpc.AgentServiceStub(ch).ListAgents(request, timeout=timeout)
+
+    return op
+
+
+def _did(text: str) -> str:
+    """Check a DID locally, for a precise error before any network call."""
+    return str(DID.parse(text))

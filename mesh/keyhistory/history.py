@@ -75,8 +75,12 @@ class KeyHistory:
                 hint="load the agent's current identity key before rotating",
             )
         if self.period_for(next.kid) is not None:
-            raise fail(index, "key-reuse", f"kid {next.kid} was already used in this history",
-                       hint="generate a fresh key for every rotation")
+            raise fail(
+                index,
+                "key-reuse",
+                f"kid {next.kid} was already used in this history",
+                hint="generate a fresh key for every rotation",
+            )
         if at <= head.valid_from:
             raise fail(
                 index,

@@ -13,6 +13,7 @@ Everything here is pure: keys are generated, nothing is read or written.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -57,11 +58,25 @@ class X509Authority:
     def not_after(self) -> datetime:
         return self.certificate.not_valid_after_utc
 
-    @property
+    # Cached: read on every issuance, and the certificate never changes.
+    @functools.cached_property
     def subject_key_identifier(self) -> bytes:
         return self.certificate.extensions.get_extension_for_class(
             x509.SubjectKeyIdentifier
         ).value.digest
+
+    @functools.cached_property
+    def trust_domain(self) -> str:
+        """The trust domain named by the CA certificate's URI SAN ``spiffe://<td>``."""
+        san = self.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        uris = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+        prefix = "spiffe://"
+        if len(uris) != 1 or not uris[0].startswith(prefix) or "/" in uris[0][len(prefix) :]:
+            raise CAStateError(
+                f"CA certificate {self.id} does not name its trust domain as spiffe://<td>",
+                hint="restore the CA certificate from backup",
+            )
+        return uris[0][len(prefix) :]
 
     def with_state(self, state: AuthorityState) -> X509Authority:
         return replace(self, state=state)

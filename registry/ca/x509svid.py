@@ -121,9 +121,7 @@ def issue_x509_svid(
 
 def authority_trust_domain(authority: X509Authority) -> str:
     """The trust domain named by a CA certificate's URI SAN (``spiffe://<td>``)."""
-    san = authority.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    uri = san.value.get_values_for_type(x509.UniformResourceIdentifier)[0]
-    return SpiffeID.parse(uri).trust_domain.name
+    return authority.trust_domain
 
 
 def workload_spiffe_id(spiffe_id: SpiffeID | str, authority: X509Authority) -> SpiffeID:

@@ -1,0 +1,1 @@
+"""Internals of the registry store; not part of its public surface."""

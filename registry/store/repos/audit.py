@@ -1,0 +1,97 @@
+"""The tamper-evident audit trail: append-only, hash-chained (see ``registry.store.audit``)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, insert, select
+
+from registry.store._internal import checks, sequence
+from registry.store._internal.unit import Unit
+from registry.store.audit import GENESIS_HASH, entry_hash
+from registry.store.errors import StoreError
+from registry.store.records import AuditRecord
+from registry.store.schema import AUDIT_COUNTER, NAME_LEN, SPIFFE_ID_LEN, AuditEntry
+
+_T = cast(Table, AuditEntry.__table__)
+_COLS = tuple(_T.c)
+
+
+def _record(row: Row[Any]) -> AuditRecord:
+    m = row._mapping
+    return AuditRecord(
+        seq=int(m["seq"]),
+        at=m["at"],
+        actor=m["actor"],
+        action=m["action"],
+        subject=m["subject"],
+        details=dict(m["details"] or {}),
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
+    )
+
+
+class AuditReader:
+    def __init__(self, unit: Unit) -> None:
+        self._unit = unit
+
+    def rows(self, *, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        """Audit rows with seq > ``after_seq`` in seq order."""
+        query = (
+            select(*_COLS)
+            .where(_T.c.seq > checks.integer("after_seq", after_seq, 0, 2**63 - 1))
+            .order_by(_T.c.seq)
+            .limit(checks.integer("limit", limit, 1, 10_000))
+        )
+        return [_record(r) for r in self._unit.execute(query)]
+
+    def latest_seq(self) -> int:
+        return sequence.current_value(self._unit, AUDIT_COUNTER)
+
+
+class AuditRepository(AuditReader):
+    def append(
+        self, actor: str, action: str, subject: str, details: dict[str, Any] | None = None
+    ) -> AuditRecord:
+        """Append an audit entry chained to the previous one, in this transaction."""
+        if not self._unit.writable:
+            raise StoreError("audit entries can only be appended inside store.transaction()")
+        actor = checks.text("actor", actor, NAME_LEN)
+        action = checks.text("action", action, 64)
+        subject = checks.text("subject", subject, SPIFFE_ID_LEN, empty_ok=True)
+        doc = checks.json_object("details", details)
+        # Taking the number locks the counter row, so the previous row is
+        # committed (or ours) and nobody else can chain onto it meanwhile.
+        seq = sequence.next_value(self._unit, AUDIT_COUNTER)
+        prev_hash = GENESIS_HASH
+        if seq > 1:
+            prev = self._unit.execute(select(_T.c.hash).where(_T.c.seq == seq - 1)).scalar()
+            if prev is None:
+                raise StoreError(
+                    f"audit row {seq - 1} is missing; the audit trail is damaged",
+                    hint="run `mesh audit verify` and investigate before writing more",
+                )
+            prev_hash = str(prev)
+        at = self._unit.now
+        digest = entry_hash(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=doc,
+            prev_hash=prev_hash,
+        )
+        self._unit.execute(
+            insert(_T).values(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                subject=subject,
+                details=doc,
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        return AuditRecord(seq, at, actor, action, subject, doc, prev_hash, digest)

@@ -1,0 +1,166 @@
+"""One-time join tokens. Only SHA-256(secret) is stored; see ``hash_token``."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, insert, select, update
+
+from registry.store._internal import checks
+from registry.store._internal.unit import Unit
+from registry.store.errors import FailedPrecondition, InvalidArgument, NotFound
+from registry.store.records import JoinTokenRecord
+from registry.store.schema import DID_LEN, NAME_LEN, JoinToken
+
+_T = cast(Table, JoinToken.__table__)
+_COLS = tuple(c for c in _T.c if c.key != "token_hash")
+
+
+def hash_token(secret: str | bytes) -> str:
+    """The stored form of a join token secret: lowercase hex SHA-256."""
+    data = secret.encode("utf-8") if isinstance(secret, str) else secret
+    if not data:
+        raise InvalidArgument("a join token secret must not be empty")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _record(row: Row[Any]) -> JoinTokenRecord:
+    m = row._mapping
+    return JoinTokenRecord(
+        id=m["id"],
+        agent_name=m["agent_name"],
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        expires_at=m["expires_at"],
+        used_at=m["used_at"],
+        used_by_did=m["used_by_did"],
+        revoked_at=m["revoked_at"],
+    )
+
+
+class TokenReader:
+    def __init__(self, unit: Unit) -> None:
+        self._unit = unit
+
+    def find(self, token_id: str) -> JoinTokenRecord | None:
+        row = self._unit.execute(select(*_COLS).where(_T.c.id == token_id)).first()
+        return None if row is None else _record(row)
+
+    def get(self, token_id: str) -> JoinTokenRecord:
+        record = self.find(token_id)
+        if record is None:
+            raise NotFound(f"no join token with id {token_id!r}")
+        return record
+
+    def find_by_hash(self, token_hash: str) -> JoinTokenRecord | None:
+        row = self._unit.execute(select(*_COLS).where(_T.c.token_hash == token_hash)).first()
+        return None if row is None else _record(row)
+
+    def list(self, *, usable_only: bool = False, limit: int = 1000) -> list[JoinTokenRecord]:
+        """Tokens newest first; ``usable_only`` keeps those not used, revoked or expired."""
+        query = select(*_COLS)
+        if usable_only:
+            query = query.where(
+                _T.c.used_at.is_(None), _T.c.revoked_at.is_(None), _T.c.expires_at > self._unit.now
+            )
+        query = query.order_by(_T.c.created_at.desc(), _T.c.id).limit(
+            checks.integer("limit", limit, 1, 10_000)
+        )
+        return [_record(r) for r in self._unit.execute(query)]
+
+
+class TokenRepository(TokenReader):
+    def create(
+        self,
+        *,
+        token_hash: str,
+        agent_name: str,
+        created_by: str,
+        expires_at: datetime,
+        token_id: str | None = None,
+    ) -> JoinTokenRecord:
+        """Store a new join token bound to ``agent_name``. Pass ``hash_token(secret)``."""
+        now = self._unit.now
+        expires_at = checks.aware("expires_at", expires_at)
+        if expires_at <= now:
+            raise InvalidArgument("expires_at must be in the future")
+        values = {
+            "id": checks.text("token_id", token_id or uuid.uuid4().hex, 64),
+            "token_hash": checks.hex_digest("token_hash", token_hash),
+            "agent_name": checks.text("agent_name", agent_name, NAME_LEN),
+            "created_by": checks.text("created_by", created_by, NAME_LEN),
+            "created_at": now,
+            "expires_at": expires_at,
+            "used_at": None,
+            "used_by_did": None,
+            "revoked_at": None,
+        }
+        self._unit.execute(insert(_T).values(**values))
+        return JoinTokenRecord(
+            id=values["id"],  # type: ignore[arg-type]
+            agent_name=agent_name,
+            created_by=created_by,
+            created_at=now,
+            expires_at=expires_at,
+            used_at=None,
+            used_by_did=None,
+            revoked_at=None,
+        )
+
+    def consume(self, token_hash: str, *, used_by_did: str) -> JoinTokenRecord:
+        """Use a token once, atomically.
+
+        One conditional UPDATE (unused, unrevoked, unexpired) decides: of any
+        number of concurrent registrations presenting the same token exactly
+        one gets the row back. The others get FailedPrecondition (used, revoked
+        or expired) and an unknown token NotFound. A retry by the winner can
+        recognise itself by ``find_by_hash(h).used_by_did``.
+        """
+        token_hash = checks.hex_digest("token_hash", token_hash)
+        did = checks.text("used_by_did", used_by_did, DID_LEN)
+        now = self._unit.now
+        stmt = (
+            update(_T)
+            .where(
+                _T.c.token_hash == token_hash,
+                _T.c.used_at.is_(None),
+                _T.c.revoked_at.is_(None),
+                _T.c.expires_at > now,
+            )
+            .values(used_at=now, used_by_did=did)
+            .returning(*_COLS)
+        )
+        row = self._unit.execute(stmt).first()
+        if row is not None:
+            return _record(row)
+        current = self.find_by_hash(token_hash)
+        if current is None:
+            raise NotFound("unknown join token", hint="ask an operator for a new join token")
+        raise FailedPrecondition(_why_unusable(current, now), hint="ask an operator for a new one")
+
+    def revoke(self, token_id: str) -> JoinTokenRecord:
+        """Revoke an unused token; revoking a used or revoked token raises FailedPrecondition."""
+        stmt = (
+            update(_T)
+            .where(_T.c.id == token_id, _T.c.used_at.is_(None), _T.c.revoked_at.is_(None))
+            .values(revoked_at=self._unit.now)
+            .returning(*_COLS)
+        )
+        row = self._unit.execute(stmt).first()
+        if row is not None:
+            return _record(row)
+        current = self.get(token_id)
+        raise FailedPrecondition(_why_unusable(current, self._unit.now))
+
+
+def _why_unusable(token: JoinTokenRecord, now: datetime) -> str:
+    if token.used_at is not None:
+        return f"join token {token.id} was already used at {token.used_at.isoformat()}"
+    if token.revoked_at is not None:
+        return f"join token {token.id} was revoked at {token.revoked_at.isoformat()}"
+    if token.expires_at <= now:
+        return f"join token {token.id} expired at {token.expires_at.isoformat()}"
+    return f"join token {token.id} is not usable"

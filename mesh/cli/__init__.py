@@ -19,6 +19,11 @@ from mesh.errors import MeshError
 _GROUPS: tuple[tuple[str, str], ...] = (
     ("key", "key"),
     ("message", "message"),
+    ("register", "register"),
+    ("token", "token"),
+    ("agent", "agent"),
+    ("bundle", "bundle"),
+    ("jwt_svid", "jwt_svid"),
 )
 
 

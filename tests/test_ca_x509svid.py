@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from registry.ca import (
     MAX_CSR_BYTES,
@@ -455,3 +457,42 @@ def test_operator_certificate_from_a_csr_keeps_the_key_with_the_operator(
 def test_operator_names_are_one_path_segment(ca: CertificateAuthority, name: str) -> None:
     with pytest.raises(CertificateRequestRejected, match="bad operator name"):
         ca.issue_operator_certificate(name)
+
+
+# --- hostile bytes never crash the CA --------------------------------------------------------
+
+_VALID_CSR = make_csr(sans=[x509.UniformResourceIdentifier(AGENT)])
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    position=st.integers(min_value=0, max_value=len(_VALID_CSR) - 1),
+    value=st.integers(min_value=0, max_value=255),
+    cut=st.integers(min_value=1, max_value=len(_VALID_CSR)),
+)
+def test_mutated_csr_is_issued_or_rejected_never_crashes(
+    ca: CertificateAuthority, position: int, value: int, cut: int
+) -> None:
+    mutated = bytearray(_VALID_CSR)
+    mutated[position] = value
+    data = bytes(mutated[:cut])
+    try:
+        chain = ca.issue_x509_svid(data, AGENT)
+    except CSRRejected as exc:
+        assert exc.reason in CSRReason
+    else:
+        # A mutation that still parses and verifies must still yield a proper SVID.
+        assert chain[0].extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.UniformResourceIdentifier) == [AGENT]
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.binary(max_size=2048))
+def test_random_bytes_are_rejected(ca: CertificateAuthority, data: bytes) -> None:
+    with pytest.raises(CSRRejected):
+        ca.issue_x509_svid(data, AGENT)

@@ -23,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import os
+import re
 import secrets
 import stat
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mesh.ed25519 import PUBLIC_KEY_SIZE, check_public_key
@@ -53,6 +55,7 @@ _MAX_KEY_FILE_BYTES = 64 * 1024
 _MAX_HISTORY_FILE_BYTES = 8 * 1024 * 1024
 
 StrPath = str | os.PathLike[str]
+_B64U = re.compile(r"[A-Za-z0-9_-]*")
 
 
 # -- private keys -------------------------------------------------------------------------
@@ -141,7 +144,7 @@ def _parse_private_pem(path: Path, data: bytes, passphrase: bytes | None) -> Ide
         ) from None
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyFileError(
-            f"{path} holds a {type(private).__name__.removeprefix('_')} key, not Ed25519",
+            f"the key in {path} is {_kind(private)}, not Ed25519",
             hint="a trustmesh identity key is Ed25519; generate one with `mesh key generate`",
         )
     return IdentityKey.from_seed(private.private_bytes_raw())
@@ -193,12 +196,12 @@ def parse_public_key(data: bytes, source: str = "the public key") -> bytes:
                 f"{source} is not a valid SubjectPublicKeyInfo PEM public key"
             ) from None
         if not isinstance(public, Ed25519PublicKey):
-            raise KeyFileError(
-                f"{source} holds a {type(public).__name__.removeprefix('_')} key, not Ed25519"
-            )
+            raise KeyFileError(f"the key in {source} is {_kind(public)}, not Ed25519")
         return public.public_bytes_raw()
     try:
         encoded = text.decode("ascii").rstrip("=")
+        if not _B64U.fullmatch(encoded):
+            raise ValueError("not base64url")
         raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except (UnicodeDecodeError, binascii.Error, ValueError):
         raise KeyFileError(
@@ -208,7 +211,7 @@ def parse_public_key(data: bytes, source: str = "the public key") -> bytes:
     if not encoded or len(raw) != PUBLIC_KEY_SIZE or _b64u(raw) != encoded:
         raise KeyFileError(
             f"{source} is not a 32-byte Ed25519 public key in base64url",
-            hint="expected 43 base64url characters (no padding needed)",
+            hint="expected 43 base64url characters; padding is optional",
         )
     return raw
 
@@ -464,3 +467,20 @@ def _read_checked(path: Path, *, private: bool, limit: int = _MAX_KEY_FILE_BYTES
 
 def _b64u(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _kind(key: object) -> str:
+    """A readable name for the algorithm of a key someone gave us by mistake."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}"
+    kinds: list[tuple[tuple[type, ...], str]] = [
+        ((rsa.RSAPrivateKey, rsa.RSAPublicKey), "RSA"),
+        ((dsa.DSAPrivateKey, dsa.DSAPublicKey), "DSA"),
+        ((ed448.Ed448PrivateKey, ed448.Ed448PublicKey), "Ed448"),
+        ((x25519.X25519PrivateKey, x25519.X25519PublicKey), "X25519"),
+        ((x448.X448PrivateKey, x448.X448PublicKey), "X448"),
+    ]
+    for types, name in kinds:
+        if isinstance(key, types):
+            return name
+    return type(key).__name__

@@ -249,7 +249,7 @@ class CertificateAuthority:
         with self._lock:
             now = self.now()
             authority = new_x509_authority(
-                self._trust_domain.name, now=now, ttl=ttl or self._ca_ttl
+                self._trust_domain.name, now=now, ttl=self._ca_ttl if ttl is None else ttl
             )
             state = self._state
             new_set = state.x509.with_prepared(authority)
@@ -265,7 +265,7 @@ class CertificateAuthority:
     def prepare_jwt_authority(self, *, ttl: timedelta | None = None) -> JWTAuthority:
         with self._lock:
             now = self.now()
-            authority = new_jwt_authority(now=now, ttl=ttl or self._ca_ttl)
+            authority = new_jwt_authority(now=now, ttl=self._ca_ttl if ttl is None else ttl)
             state = self._state
             self._commit(
                 replace(state, jwt=state.jwt.with_prepared(authority)), now, new_jwt=authority
@@ -393,7 +393,14 @@ def _load(store: KeyStore, manifest: Manifest, td: TrustDomain, passphrase: byte
     x509_authorities = []
     for entry in manifest.x509:
         key, certificate = store.read_x509(entry.id, passphrase)
-        x509_authorities.append(X509Authority(entry.id, entry.state, certificate, key))
+        authority = X509Authority(entry.id, entry.state, certificate, key)
+        if authority.trust_domain != td.name:
+            raise CAKeyStoreError(
+                f"the CA certificate {entry.id} is for trust domain {authority.trust_domain!r}, "
+                f"not {td.name!r}",
+                hint="restore the ca/ directory from backup",
+            )
+        x509_authorities.append(authority)
     jwt_authorities = []
     for jwt_entry in manifest.jwt:
         jwt_key = store.read_jwt(jwt_entry.kid, passphrase)

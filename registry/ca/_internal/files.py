@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -38,9 +39,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
     The temporary file is created with ``mode`` from the start (O_EXCL), so a
     private key is never world-readable, not even for an instant.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
+    # A random name: concurrent writers (threads or processes) never share a temp file.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         # The umask may have narrowed ``mode``; set it exactly (it only ever narrows).

@@ -303,16 +303,20 @@ def test_save_and_load_identity(tmp_path: Path, key: IdentityKey, permissive_uma
 
 
 def test_save_identity_refuses_an_existing_identity(tmp_path: Path, key: IdentityKey) -> None:
-    save_identity(tmp_path, key)
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    save_identity(tmp_path / "full", key)
+    with pytest.raises(KeyFileError, match="already holds an identity"):
+        save_identity(tmp_path / "full", IdentityKey.generate())
+    assert load_identity(tmp_path / "full").kid == key.kid
+    # Any one of the three files is enough to refuse.
     for name in (PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, KEY_HISTORY_FILE):
-        with pytest.raises(KeyFileError, match="already holds an identity"):
-            save_identity(tmp_path, IdentityKey.generate())
-        (tmp_path / name).unlink()
-        if not any(tmp_path.iterdir()):
-            break
-    # Each file alone is enough to refuse; the refusals changed nothing they did not delete.
-    assert all(name in before for name in os.listdir(tmp_path))
+        single = tmp_path / name.replace(".", "-")
+        single.mkdir()
+        original = (tmp_path / "full" / name).read_bytes()
+        (single / name).write_bytes(original)
+        with pytest.raises(KeyFileError, match=f"already holds an identity \\({name}\\)"):
+            save_identity(single, IdentityKey.generate())
+        assert [p.name for p in single.iterdir()] == [name]
+        assert (single / name).read_bytes() == original
 
 
 def test_load_refuses_insecure_key_in_directory(tmp_path: Path, key: IdentityKey) -> None:

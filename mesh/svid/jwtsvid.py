@@ -10,17 +10,19 @@ with an :class:`SVIDError` whose ``rule`` names it:
                      HS* or EdDSA (spec 2.1)
 4. ``kid``           present (a trustmesh rule: the spec makes it optional, but a
                      bundle can hold several keys and guessing among them is how
-                     key-confusion bugs start) and found among the JWT authorities
-                     of the bundle; the key's type matches ``alg``
-5. ``signature``     the JWS signature verifies (joserfc) (spec 4)
-6. ``sub``           a SPIFFE ID in the bundle's trust domain (spec 3.1)
-7. ``aud``           present, and containing the audience this validator expects (spec 3.2)
-8. ``exp``           present and not past, with a small leeway (spec 3.3)
-9. ``nbf``           when present, not in the future, with the same leeway (RFC 7519 4.1.5)
+                     key-confusion bugs start)
+5. ``claims``        the payload is a JSON object with no repeated member
+6. ``kid``           found among the JWT authorities of the bundle, and the key's
+                     type and curve fit ``alg`` (else ``alg``)
+7. ``signature``     the JWS signature verifies (joserfc) (spec 4)
+8. ``sub``           a SPIFFE ID in the bundle's trust domain (spec 3.1)
+9. ``aud``           present, and containing the audience this validator expects (spec 3.2)
+10. ``exp``          present and not past, with a small leeway (spec 3.3)
+11. ``nbf``          when present, not in the future, with the same leeway (RFC 7519 4.1.5)
 
 The claims are read before the signature is checked only to pick the bundle
 of the token's trust domain when several are given; nothing read from them is
-trusted before step 5.
+trusted before step 7.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ JWT_RULES: tuple[str, ...] = (
     "header",
     "alg",
     "kid",
+    "claims",
     "signature",
     "sub",
     "aud",
@@ -109,15 +112,15 @@ def parse_and_validate_jwt_svid(
     header = _check_header(header_b64)  # 2
     alg = _check_alg(header)  # 3
     kid = _check_kid_present(header)  # 4
-    claims = _json_object(claims_b64, "claims", "the JWT claims")
+    claims = _json_object(claims_b64, "claims", "the JWT claims")  # 5
     trusted = _choose_bundle(bundle, claims)
-    key = _check_kid_in_bundle(kid, alg, trusted)  # 4
-    _check_signature(token, key, alg)  # 5
-    spiffe_id = _check_sub(claims, trusted)  # 6
-    audiences = _check_aud(claims, expected)  # 7
+    key = _check_kid_in_bundle(kid, alg, trusted)  # 6
+    _check_signature(token, key, alg)  # 7
+    spiffe_id = _check_sub(claims, trusted)  # 8
+    audiences = _check_aud(claims, expected)  # 9
     when = _utc(now)
-    expiry = _check_exp(claims, when, leeway)  # 8
-    _check_nbf(claims, when, leeway)  # 9
+    expiry = _check_exp(claims, when, leeway)  # 10
+    _check_nbf(claims, when, leeway)  # 11
     return JWTSVID(
         spiffe_id=spiffe_id,
         audience=audiences,

@@ -2,20 +2,25 @@
 
 Protected header (exactly these members)::
 
-    {"alg": "EdDSA", "kid": <RFC 7638 thumbprint>, "typ": "trustmesh-message+jwt",
-     "pty": <payload type>}
+    {"alg": "EdDSA", "kid": <RFC 7638 thumbprint>, "typ": "trustmesh-message+jwt"}
 
 Claims (exactly these members)::
 
     {"iss": <sender DID>, "aud": <audience>, "iat": <int>, "exp": <int>,
-     "jti": <base64url nonce>, "payload": <base64url payload>}
+     "jti": <base64url nonce>, "pty": <payload type>, "payload": <base64url payload>}
+
+The payload type is a claim, not a header parameter: JOSE libraries may refuse
+unregistered header parameters (joserfc does, by default, with
+UnsupportedHeaderError), while private claims are accepted everywhere. It is
+signed either way.
 
 Algorithm: we emit ``EdDSA`` (RFC 8037) by default because every mainstream
-JOSE library verifies it today; RFC 9864 deprecates it in favour of the
-fully-specified ``Ed25519``, which newer libraries (joserfc >= 1.3, among
-others) also verify — pass ``alg="Ed25519"`` to emit that. Both are accepted
-on import, and both mean exactly Ed25519 here: the key comes from our resolver,
-never from the token, and is always a 32-byte Ed25519 key.
+JOSE library verifies it today — PyJWT, for one, knows no other name for
+Ed25519 yet. RFC 9864 deprecates ``EdDSA`` in favour of the fully-specified
+``Ed25519``, which newer libraries (joserfc >= 1.5, among others) also verify;
+pass ``alg="Ed25519"`` to emit that. Both are accepted on import, and both mean
+exactly Ed25519 here: the key comes from our resolver, never from the token,
+and is always a 32-byte Ed25519 key.
 
 Verification runs the :class:`~mesh.envelope.verify.Verifier`'s checklist
 unchanged; the signature is checked with :func:`mesh.ed25519.verify_strict`
@@ -39,11 +44,11 @@ ALG_EDDSA = "EdDSA"
 ALG_ED25519 = "Ed25519"
 DEFAULT_ALG = ALG_EDDSA
 ACCEPTED_ALGS = frozenset((ALG_EDDSA, ALG_ED25519))
-PAYLOAD_TYPE_HEADER = "pty"
+PAYLOAD_TYPE_CLAIM = "pty"
 MAX_JWS_CHARS = (1 << 20) * 4 // 3 + 4096
 
-_HEADER_MEMBERS = frozenset(("alg", "kid", "typ", PAYLOAD_TYPE_HEADER))
-_CLAIM_MEMBERS = frozenset(("iss", "aud", "iat", "exp", "jti", "payload"))
+_HEADER_MEMBERS = frozenset(("alg", "kid", "typ"))
+_CLAIM_MEMBERS = frozenset(("iss", "aud", "iat", "exp", "jti", PAYLOAD_TYPE_CLAIM, "payload"))
 
 
 def _bad(detail: str, hint: str | None = None) -> MalformedMessage:
@@ -119,9 +124,7 @@ def _compact(
     check_fields(
         payload_type, sender, key.kid, audience, issued_at, expires_at, nonce, payload, bytes(64)
     )
-    header = strict_json.dump_compact(
-        {"alg": alg, "kid": key.kid, "typ": JWS_TYPE, PAYLOAD_TYPE_HEADER: payload_type}
-    )
+    header = strict_json.dump_compact({"alg": alg, "kid": key.kid, "typ": JWS_TYPE})
     claims = strict_json.dump_compact(
         {
             "iss": sender,
@@ -129,11 +132,12 @@ def _compact(
             "iat": issued_at,
             "exp": expires_at,
             "jti": b64url.encode(nonce),
+            PAYLOAD_TYPE_CLAIM: payload_type,
             "payload": b64url.encode(payload),
         }
     )
-    signing_input = b64url.encode(header.encode("ascii")) + "." + b64url.encode(
-        claims.encode("ascii")
+    signing_input = (
+        b64url.encode(header.encode("ascii")) + "." + b64url.encode(claims.encode("ascii"))
     )
     return signing_input + "." + b64url.encode(key.sign(signing_input.encode("ascii")))
 
@@ -184,7 +188,7 @@ def parse_jws(compact: str | bytes) -> JwsMessage:
         raise _bad(f"signature: {exc}") from None
     # JwsMessage checks every field's type, size and alphabet like an Envelope's.
     return JwsMessage(
-        payload_type=header[PAYLOAD_TYPE_HEADER],
+        payload_type=claims[PAYLOAD_TYPE_CLAIM],
         sender=claims["iss"],
         kid=header["kid"],
         audience=claims["aud"],

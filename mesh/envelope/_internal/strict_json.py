@@ -28,9 +28,7 @@ def load_object(data: bytes | str, what: str) -> dict[str, Any]:
     """Parse ``data`` as one JSON object; raise ``ValueError`` naming ``what`` on failure."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-        value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
-        )
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what} is not UTF-8") from exc
     except (ValueError, RecursionError) as exc:

@@ -1,0 +1,1 @@
+"""gRPC servicers of the registry, one module per service."""

@@ -117,7 +117,9 @@ def show(directory: Path, jwk: bool, as_json: bool, passphrase_file: Path | None
     click.echo(f"kid:        {kid}")
     click.echo(f"public key: {_b64u(public_key)}")
     if history is not None:
-        click.echo(f"keys:       {len(history)} ({len(history) - 1} rotations)")
+        rotations = len(history) - 1
+        plural = "" if rotations == 1 else "s"
+        click.echo(f"keys:       {len(history)} ({rotations} rotation{plural})")
         for period in history.periods:
             until = _time(period.rotated_at) if period.rotated_at else "current"
             click.echo(f"  {period.index:>3}  {period.kid}  {_time(period.valid_from)} .. {until}")

@@ -295,7 +295,7 @@ def test_aud(aud: Any, fragment: str) -> None:
     _rule(_sign(claims=_claims(aud=aud)), "aud", fragment)
 
 
-@pytest.mark.parametrize("expected", ["", [], [""]])
+@pytest.mark.parametrize("expected", ["", [], [""], None, 7, [None]])
 def test_validator_must_name_its_audience(expected: Any) -> None:
     _rule(_sign(), "aud", "no audience to validate against", audience=expected)
 

@@ -336,7 +336,10 @@ def _check_nbf(claims: Mapping[str, Any], now: dt.datetime, leeway: dt.timedelta
 
 
 def _expected_audience(audience: str | Collection[str]) -> frozenset[str]:
-    values = frozenset((audience,) if isinstance(audience, str) else audience)
+    try:
+        values = frozenset((audience,) if isinstance(audience, str) else audience)
+    except TypeError:
+        values = frozenset()
     if not values or not all(isinstance(v, str) and v for v in values):
         raise SVIDError(
             "aud",

@@ -22,7 +22,7 @@ from mesh.envelope.errors import (
     WrongAudience,
 )
 from mesh.envelope.jws import JWS_TYPE, parse_jws, sign_jws, to_jws, verify_jws
-from mesh.envelope.keys import KeyResolver, StaticKeys
+from mesh.envelope.keys import HistoryKeys, KeyResolver, StaticKeys
 from mesh.envelope.models import Envelope, JwsMessage, VerifiedMessage
 from mesh.envelope.sign import sign_message
 from mesh.envelope.verify import ANY_AUDIENCE, Verifier
@@ -36,6 +36,7 @@ __all__ = [
     "Envelope",
     "EnvelopeError",
     "Expired",
+    "HistoryKeys",
     "JwsMessage",
     "KeyMismatch",
     "KeyResolver",

@@ -36,6 +36,7 @@ from mesh.v1 import (
     tokens_pb2,
     tokens_pb2_grpc,
 )
+from registry import logs
 from registry.config import Config
 from registry.server import RegistryServer
 
@@ -224,6 +225,7 @@ def _start(tmp: Path, database_url: str = "") -> RunningRegistry:
         worker_threads=4,
         log_level="warning",
     )
+    logs.configure("console", "warning")
     running = RunningRegistry(config)
     running.start()
     return running

@@ -8,7 +8,7 @@ Layout (the SVID files are named as ``spire-agent api fetch x509 -write`` names 
     DIR/svid.0.pem        X.509-SVID chain, leaf first, PEM, 0644
     DIR/svid.0.key        the SVID's P-256 private key, PKCS#8 PEM, 0600
     DIR/bundle.0.pem      the trust bundle's X.509 authorities, PEM, 0644
-    DIR/agent.json        {"did", "spiffe_id", "trust_domain", "registry"}, 0644
+    DIR/agent.json        {"did", "spiffe_id", "trust_domain", "registry"[, "registry_mtls"]}
 
 Every file is replaced atomically (temporary file with its final mode from
 the start, fsync, rename), so a reader sees the old or the new file, never a
@@ -54,7 +54,10 @@ class AgentInfo:
     did: str
     spiffe_id: str
     trust_domain: str
+    # The registry's TLS address(es), comma separated (registration, bundle).
     registry: str
+    # Its mutual-TLS address(es), only when not the convention (port + 1).
+    registry_mtls: str | None = None
 
     def to_json(self) -> str:
         body = {
@@ -63,6 +66,8 @@ class AgentInfo:
             "trust_domain": self.trust_domain,
             "registry": self.registry,
         }
+        if self.registry_mtls:
+            body["registry_mtls"] = self.registry_mtls
         return json.dumps(body, indent=2) + "\n"
 
     @classmethod
@@ -85,7 +90,10 @@ class AgentInfo:
                     hint="re-register with `mesh register` to rewrite it",
                 )
             values[name] = value
-        return cls(**values)
+        mtls = doc.get("registry_mtls")
+        if mtls is not None and (not isinstance(mtls, str) or not mtls):
+            raise AgentDirError(f"{source}: 'registry_mtls' must be a non-empty string")
+        return cls(**values, registry_mtls=mtls)
 
 
 class AgentDir:

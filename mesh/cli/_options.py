@@ -68,6 +68,17 @@ def registry_option(default: str | None = DEFAULT_REGISTRY) -> Callable[[F], F]:
     )
 
 
+def mtls_option(f: F) -> F:
+    return click.option(
+        "--registry-mtls",
+        "registry_mtls",
+        multiple=True,
+        envvar="MESH_REGISTRY_MTLS",
+        help="The registry's mutual-TLS address HOST:PORT (calls with a client certificate). "
+        "[default: the --registry port + 1]",
+    )(f)
+
+
 def timeout_option(f: F) -> F:
     return click.option(
         "--timeout",
@@ -79,8 +90,9 @@ def timeout_option(f: F) -> F:
 
 
 def operator_options(f: F) -> F:
-    """--registry, --data-dir, --timeout: what every operator command takes."""
+    """--registry, --registry-mtls, --data-dir, --timeout: what every operator command takes."""
     f = timeout_option(f)
+    f = mtls_option(f)
     f = click.option(
         "--data-dir",
         type=click.Path(file_okay=False, path_type=Path),
@@ -100,8 +112,15 @@ def addresses(registry: tuple[str, ...], default: str | None = DEFAULT_REGISTRY)
     return list(parse_addresses(list(registry)))
 
 
-def operator_client(registry: tuple[str, ...], data_dir: Path, timeout: float) -> OperatorClient:
-    return OperatorClient.from_data_dir(data_dir, addresses(registry), timeout=timeout)
+def operator_client(
+    registry: tuple[str, ...], registry_mtls: tuple[str, ...], data_dir: Path, timeout: float
+) -> OperatorClient:
+    return OperatorClient.from_data_dir(
+        data_dir,
+        addresses(registry),
+        mtls_registry=addresses(registry_mtls, None) or None,
+        timeout=timeout,
+    )
 
 
 def agent_dir_option(required: bool = False, *names: str) -> Callable[[F], F]:

@@ -23,10 +23,11 @@ def agent() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @operator_options
 def list_(
-    status: str | None, as_json: bool, registry: tuple[str, ...], data_dir: Path, timeout: float
+    status: str | None, as_json: bool, registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...], data_dir: Path, timeout: float
 ) -> None:
     """List agents."""
-    with operator_client(registry, data_dir, timeout) as client:
+    with operator_client(registry, registry_mtls, data_dir, timeout) as client:
         agents = client.list_agents(AgentStatus(status) if status else None)
     if as_json:
         emit_json([a.to_dict() for a in agents])
@@ -42,10 +43,11 @@ def list_(
 @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
 @operator_options
 def show(
-    did: str, as_json: bool, registry: tuple[str, ...], data_dir: Path, timeout: float
+    did: str, as_json: bool, registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...], data_dir: Path, timeout: float
 ) -> None:
     """Show one agent."""
-    with operator_client(registry, data_dir, timeout) as client:
+    with operator_client(registry, registry_mtls, data_dir, timeout) as client:
         found = client.get_agent(did)
     if as_json:
         emit_json(found.to_dict())
@@ -59,10 +61,11 @@ def show(
 @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
 @operator_options
 def revoke(
-    did: str, reason: str, as_json: bool, registry: tuple[str, ...], data_dir: Path, timeout: float
+    did: str, reason: str, as_json: bool, registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...], data_dir: Path, timeout: float
 ) -> None:
     """Revoke an agent: no more SVIDs, its keys stop verifying."""
-    with operator_client(registry, data_dir, timeout) as client:
+    with operator_client(registry, registry_mtls, data_dir, timeout) as client:
         result = client.revoke_agent(did, reason)
     if as_json:
         emit_json(result.to_dict())
@@ -76,10 +79,11 @@ def revoke(
 @click.option("--json", "as_json", is_flag=True, help="Print the agent as JSON.")
 @operator_options
 def terminate(
-    did: str, reason: str, as_json: bool, registry: tuple[str, ...], data_dir: Path, timeout: float
+    did: str, reason: str, as_json: bool, registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...], data_dir: Path, timeout: float
 ) -> None:
     """Kill switch: revoke the agent and push termination to every enforcer."""
-    with operator_client(registry, data_dir, timeout) as client:
+    with operator_client(registry, registry_mtls, data_dir, timeout) as client:
         result = client.terminate_agent(did, reason)
     if as_json:
         emit_json(result.to_dict())

@@ -11,6 +11,7 @@ from mesh.cli._options import (
     addresses,
     agent_dir_option,
     duration_callback,
+    mtls_option,
     registry_option,
     timeout_option,
 )
@@ -35,6 +36,7 @@ def jwt_svid() -> None:
 )
 @agent_dir_option()
 @registry_option(default=None)
+@mtls_option
 @timeout_option
 @click.option(
     "--json", "as_json", is_flag=True, help='Print {"token", "spiffe_id", "expires_at"}.'
@@ -44,11 +46,17 @@ def fetch(
     ttl: timedelta | None,
     agent_dir: Path,
     registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...],
     timeout: float,
     as_json: bool,
 ) -> None:
     """Fetch a JWT-SVID and print the token on stdout (a bearer credential: handle with care)."""
-    with AgentClient(addresses(registry, None) or None, agent_dir, timeout=timeout) as client:
+    with AgentClient(
+        addresses(registry, None) or None,
+        agent_dir,
+        mtls_registry=addresses(registry_mtls, None) or None,
+        timeout=timeout,
+    ) as client:
         result = client.fetch_jwt_svid_details(list(audience), ttl)
     if as_json:
         emit_json(result.to_dict())

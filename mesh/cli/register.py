@@ -19,6 +19,7 @@ import click
 
 from mesh.cli._options import (
     addresses,
+    mtls_option,
     passphrase_option,
     read_passphrase,
     registry_option,
@@ -70,6 +71,7 @@ from mesh.errors import MeshError
     help="Label to record with the agent (first registration only); repeatable.",
 )
 @passphrase_option
+@mtls_option
 @timeout_option
 @click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
 def register(
@@ -81,6 +83,7 @@ def register(
     trust_domain: str | None,
     metadata: tuple[str, ...],
     passphrase_file: Path | None,
+    registry_mtls: tuple[str, ...],
     timeout: float,
     as_json: bool,
 ) -> None:
@@ -103,6 +106,7 @@ def register(
         registry_list,
         out,
         bundle,
+        mtls_registry=addresses(registry_mtls, None) or None,
         passphrase=read_passphrase(passphrase_file),
         trust_domain=trust_domain,
         timeout=timeout,

@@ -38,11 +38,12 @@ def create(
     ttl: timedelta | None,
     as_json: bool,
     registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...],
     data_dir: Path,
     timeout: float,
 ) -> None:
     """Create a join token; prints the secret (shown once) on stdout."""
-    with operator_client(registry, data_dir, timeout) as client:
+    with operator_client(registry, registry_mtls, data_dir, timeout) as client:
         created = client.create_token(agent_name, ttl)
     if as_json:
         emit_json(created.to_dict())
@@ -62,11 +63,12 @@ def list_(
     include_inactive: bool,
     as_json: bool,
     registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...],
     data_dir: Path,
     timeout: float,
 ) -> None:
     """List join tokens (ids and state, never the secrets)."""
-    with operator_client(registry, data_dir, timeout) as client:
+    with operator_client(registry, registry_mtls, data_dir, timeout) as client:
         tokens = client.list_tokens(include_inactive)
     if as_json:
         emit_json([t.to_dict() for t in tokens])
@@ -85,10 +87,11 @@ def list_(
 @click.option("--json", "as_json", is_flag=True, help="Print the revoked token as JSON.")
 @operator_options
 def revoke(
-    token_id: str, as_json: bool, registry: tuple[str, ...], data_dir: Path, timeout: float
+    token_id: str, as_json: bool, registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...], data_dir: Path, timeout: float
 ) -> None:
     """Revoke the join token ID so it can no longer register an agent."""
-    with operator_client(registry, data_dir, timeout) as client:
+    with operator_client(registry, registry_mtls, data_dir, timeout) as client:
         revoked = client.revoke_token(token_id)
     if as_json:
         emit_json(revoked.to_dict())

@@ -35,6 +35,7 @@ from mesh.client.channel import (
     RegistryChannel,
     RetryPolicy,
     TLSConfig,
+    mtls_addresses,
     parse_addresses,
 )
 from mesh.client.errors import (
@@ -75,7 +76,9 @@ class AgentClient:
     """Registers one agent and keeps its X.509-SVID current. Thread-safe.
 
     ``registry``: ``HOST:PORT``, several of them (failover), or None to use
-    the address recorded in ``agent.json`` by an earlier registration.
+    the address recorded in ``agent.json`` by an earlier registration: the
+    registry's TLS address. Calls that need the SVID go to its mutual-TLS
+    address, ``mtls_registry``, by default each address's port + 1.
     ``bundle_pem``: the CA certificates to trust at bootstrap (the registry's
     ``bundle.pem``), as bytes or a path; None uses the directory's
     ``bundle.0.pem`` (kept current by every registration and renewal).
@@ -88,6 +91,7 @@ class AgentClient:
         agent_dir: str | os.PathLike[str],
         bundle_pem: bytes | str | os.PathLike[str] | None = None,
         *,
+        mtls_registry: str | Sequence[str] | None = None,
         passphrase: bytes | None = None,
         trust_domain: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -108,7 +112,13 @@ class AgentClient:
                     hint="pass the registry address (--registry HOST:PORT)",
                 )
             registry = info.registry
+            if mtls_registry is None:
+                mtls_registry = info.registry_mtls
         self.addresses = parse_addresses(registry)
+        derived = mtls_addresses(self.addresses)
+        self.mtls_addresses = parse_addresses(mtls_registry) if mtls_registry else derived
+        # Recorded in agent.json only when it is not the convention (port + 1).
+        self._mtls_note = ",".join(self.mtls_addresses) if self.mtls_addresses != derived else None
         root_pem = self._bootstrap_bundle(bundle_pem)
         self._passphrase = passphrase
         self._trust_domain = trust_domain
@@ -191,7 +201,11 @@ class AgentClient:
                 response.svid, response.bundle, svid_key, expected_spiffe_id=spiffe_id
             )
             info = AgentInfo(
-                did=did, spiffe_id=spiffe_id, trust_domain=td, registry=",".join(self.addresses)
+                did=did,
+                spiffe_id=spiffe_id,
+                trust_domain=td,
+                registry=",".join(self.addresses),
+                registry_mtls=self._mtls_note,
             )
             result = flow.commit(self.dir, accepted, info, created=bool(response.created))
             self._adopt(accepted)
@@ -304,7 +318,7 @@ class AgentClient:
                 self._svid = X509SVID.parse(chain_pem, key_pem)
                 tls = TLSConfig(self.dir.read_bundle(), chain_pem, key_pem)
                 self._mtls = RegistryChannel(
-                    self.addresses, tls, timeout=self._timeout, retry=self._retry
+                    self.mtls_addresses, tls, timeout=self._timeout, retry=self._retry
                 )
             return self._mtls
 
@@ -315,7 +329,7 @@ class AgentClient:
         tls = TLSConfig(accepted.bundle_pem, chain_pem, accepted.key_pem)
         if self._mtls is None:
             self._mtls = RegistryChannel(
-                self.addresses, tls, timeout=self._timeout, retry=self._retry
+                self.mtls_addresses, tls, timeout=self._timeout, retry=self._retry
             )
         else:
             self._mtls.update_tls(tls)

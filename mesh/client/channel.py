@@ -56,6 +56,27 @@ def parse_addresses(spec: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def mtls_addresses(public: str | Sequence[str]) -> tuple[str, ...]:
+    """The registry's mutual-TLS addresses by convention: each public address's port + 1.
+
+    The registry serves unauthenticated calls (GetChallenge, Register,
+    GetTrustBundle) on its TLS port and everything that needs a client
+    certificate (agents' SVIDs, the operator credential) on a second port,
+    by default the next one. Pass the mTLS addresses explicitly when the
+    registry was started with another ``mtls_listen``.
+    """
+    out: list[str] = []
+    for address in parse_addresses(public):
+        host, _, port = address.rpartition(":")
+        if int(port) == 65535:
+            raise MeshError(
+                f"cannot derive the mTLS address of {address} (port + 1 is out of range)",
+                hint="pass the registry's mTLS address explicitly (--registry-mtls HOST:PORT)",
+            )
+        out.append(f"{host}:{int(port) + 1}")
+    return tuple(out)
+
+
 def _check_address(address: str) -> None:
     host, sep, port = address.rpartition(":")
     ok = bool(sep) and bool(host) and port.isdigit() and 0 < int(port) < 65536

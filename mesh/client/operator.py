@@ -26,6 +26,8 @@ from mesh.client.channel import (
     RegistryChannel,
     RetryPolicy,
     TLSConfig,
+    mtls_addresses,
+    parse_addresses,
 )
 from mesh.client.errors import CredentialError, ResponseError
 from mesh.client.types import (
@@ -87,19 +89,24 @@ def ttl_seconds(ttl: timedelta | int | None, what: str = "ttl") -> int:
 
 
 class OperatorClient:
-    """Operator calls to a registry, over mTLS with the operator credential."""
+    """Operator calls to a registry, over mTLS with the operator credential.
+
+    ``registry`` is the registry's TLS address (as for agents); the calls go to
+    its mutual-TLS address, ``mtls_registry``, by default each address's port + 1.
+    """
 
     def __init__(
         self,
         registry: str | Sequence[str] = DEFAULT_REGISTRY,
         *,
         tls: TLSConfig,
+        mtls_registry: str | Sequence[str] | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
-        channel: RegistryChannel | None = None,
     ) -> None:
-        self._channel = channel or RegistryChannel(
-            registry, tls, timeout=timeout, retry=retry or RetryPolicy()
+        addresses = parse_addresses(mtls_registry) if mtls_registry else mtls_addresses(registry)
+        self._channel = RegistryChannel(
+            addresses, tls, timeout=timeout, retry=retry or RetryPolicy()
         )
 
     @classmethod

@@ -1,0 +1,205 @@
+"""The store under concurrent writers: one-time tokens and challenges, the
+commit-ordered event sequence, and SQLite's single-writer discipline."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry.store import (
+    FailedPrecondition,
+    Store,
+    hash_token,
+    open_store,
+    verify_audit_chain,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    s = open_store(url, tmp_path / "data")
+    s.upgrade()
+    yield s
+    s.close()
+
+
+def _race(n: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:
+    """Run work(0..n-1) on n threads released together; collect results and errors."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            value = work(i)
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)
+        else:
+            with lock:
+                results.append(value)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
+
+
+def test_one_token_many_registrations_exactly_one_wins(store: Store) -> None:
+    secret = "one-time-secret"
+    with store.transaction() as tx:
+        tx.tokens.create(
+            token_hash=hash_token(secret),
+            agent_name="worker",
+            created_by="op",
+            expires_at=datetime.now(UTC) + timedelta(minutes=5),
+        )
+
+    def register(i: int) -> str:
+        did = f"did:mesh:racer{i}"
+        with store.transaction() as tx:
+            token = tx.tokens.consume(hash_token(secret), used_by_did=did)
+            tx.agents.create(did=did, name=token.agent_name, spiffe_id=f"spiffe://td/agent/r{i}")
+            tx.events.append("agent.registered", did, {})
+            tx.audit.append("anonymous", "agent.register", did, {"token": token.id})
+        return did
+
+    winners, errors = _race(16, register)
+    assert len(winners) == 1, errors
+    assert len(errors) == 15
+    assert all(isinstance(e, FailedPrecondition) and "already used" in str(e) for e in errors)
+    assert [a.did for a in store.list_agents().items] == winners
+    with store.read() as view:
+        assert view.tokens.find_by_hash(hash_token(secret)).used_by_did == winners[0]  # type: ignore[union-attr]
+    assert [e.seq for e in store.events_since(0)] == [1]
+    assert verify_audit_chain(store).ok
+
+
+def test_one_challenge_many_answers_exactly_one_wins(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.challenges.create(
+            nonce="nonce-1",
+            purpose="register",
+            trust_domain="td",
+            expires_at=datetime.now(UTC) + timedelta(minutes=5),
+        )
+
+    def answer(i: int) -> int:
+        with store.transaction() as tx:
+            tx.challenges.consume("nonce-1", purpose="register", trust_domain="td")
+        return i
+
+    winners, errors = _race(12, answer)
+    assert len(winners) == 1
+    assert len(errors) == 11 and all(isinstance(e, FailedPrecondition) for e in errors)
+
+
+def test_a_concurrent_reader_sees_every_event_in_order_without_gaps(store: Store) -> None:
+    writers, per_writer = 4, 40
+    total_events = 0
+    stop = threading.Event()
+    seen: list[int] = []
+    violations: list[str] = []
+
+    def reader() -> None:
+        last = 0
+        while True:
+            done = stop.is_set()
+            batch = store.events_since(last, limit=50)
+            for event in batch:
+                if event.seq != last + 1:
+                    violations.append(f"after {last} came {event.seq}")
+                last = event.seq
+                seen.append(event.seq)
+            if done and not batch:
+                return
+
+    def write(w: int) -> int:
+        appended = 0
+        for i in range(per_writer):
+            with store.transaction() as tx:
+                did = f"did:mesh:w{w}i{i}"
+                tx.agents.create(did=did, name="n", spiffe_id=f"spiffe://td/agent/w{w}i{i}")
+                # 1-3 events per transaction: one transaction's events stay contiguous.
+                for _ in range(1 + (i % 3)):
+                    tx.events.append("agent.registered", did, {"w": w, "i": i})
+                    appended += 1
+                tx.audit.append(f"writer{w}", "agent.register", did)
+        return appended
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    counts, errors = _race(writers, write)
+    stop.set()
+    watcher.join()
+    assert errors == []
+    total_events = sum(counts)
+    assert violations == []
+    assert seen == list(range(1, total_events + 1))
+    assert store.latest_event_seq() == total_events
+    result = verify_audit_chain(store)
+    assert result.ok and result.count == writers * per_writer
+
+
+def test_sixty_four_writers_never_hit_database_is_locked(store: Store) -> None:
+    def write(i: int) -> int:
+        for j in range(3):
+            with store.transaction() as tx:
+                did = f"did:mesh:t{i}x{j}"
+                tx.agents.create(did=did, name="n", spiffe_id=f"spiffe://td/agent/t{i}x{j}")
+                tx.events.append("agent.registered", did, {})
+                tx.audit.append("op", "agent.register", did)
+            # Readers interleave with the writers and never block them.
+            assert store.get_agent(did).did == did
+        return i
+
+    done, errors = _race(64, write)
+    assert errors == [] and len(done) == 64
+    with store.read() as view:
+        assert view.agents.count() == 64 * 3
+    assert store.latest_event_seq() == 64 * 3
+    assert verify_audit_chain(store).count == 64 * 3
+
+
+def _process_writer(db: str, who: int, n: int) -> None:
+    s = open_store(f"sqlite:///{db}", Path(db).parent)
+    try:
+        for i in range(n):
+            with s.transaction() as tx:
+                did = f"did:mesh:p{who}i{i}"
+                tx.agents.create(did=did, name="n", spiffe_id=f"spiffe://td/agent/p{who}i{i}")
+                tx.events.append("agent.registered", did, {})
+                tx.audit.append("op", "agent.register", did)
+    finally:
+        s.close()
+
+
+def test_sqlite_writers_in_other_processes_wait_instead_of_failing(tmp_path: Path) -> None:
+    db = tmp_path / "registry.db"
+    s = open_store(f"sqlite:///{db}", tmp_path)
+    s.upgrade()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_process_writer, args=(str(db), p, 50)) for p in range(2)]
+    for p in procs:
+        p.start()
+    _process_writer(str(db), 99, 50)
+    for p in procs:
+        p.join(120)
+    try:
+        assert [p.exitcode for p in procs] == [0, 0]
+        assert s.latest_event_seq() == 150
+        assert [e.seq for e in s.events_since(0, limit=1000)] == list(range(1, 151))
+        assert verify_audit_chain(s).count == 150
+    finally:
+        s.close()

@@ -80,7 +80,7 @@ class StaticKeys:
             )
         raise UnknownKey(
             f"no keys are trusted for sender {sender}",
-            hint="configure the sender's public key (its inception key founds its DID)",
+            hint="configure the sender's public key; its inception key founds its DID",
         )
 
 

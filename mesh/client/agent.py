@@ -28,7 +28,7 @@ from typing import Any
 
 import grpc
 
-from mesh.agentdir import AgentDir, AgentInfo
+from mesh.agentdir import AGENT_FILE, AgentDir, AgentInfo
 from mesh.client._internal import convert, flow
 from mesh.client.channel import (
     DEFAULT_TIMEOUT,
@@ -108,8 +108,10 @@ class AgentClient:
         if registry is None:
             if info is None:
                 raise MeshError(
-                    f"no registry address given and {self.dir.agent_json} does not exist",
-                    hint="pass the registry address (--registry HOST:PORT)",
+                    f"{self.dir.path} holds no registered agent ({AGENT_FILE} is missing) and "
+                    "no registry address was given",
+                    hint=f"register it first: mesh register --registry HOST:PORT --bundle "
+                    f"BUNDLE.pem --token TOKEN --out {self.dir.path}",
                 )
             registry = info.registry
             if mtls_registry is None:

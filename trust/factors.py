@@ -39,8 +39,8 @@ credential_age (age = days since the key was made or rotated)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from trust._internal.durations import human
 from trust.policy import FACTOR_NAMES, FadingFactorPolicy, Policy
@@ -49,22 +49,31 @@ from trust.signals import AgentSignals, AuditCompleteness, ErrorBudget, SuccessR
 __all__ = [
     "FACTOR_NAMES",
     "FactorValue",
+    "Inputs",
     "compute_factors",
     "credential_factor",
     "decay",
+    "describe",
     "fade",
     "ramp",
     "violation_factor",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class FactorValue:
-    """One factor's value in [0, 1] and a sentence saying which inputs made it."""
+Inputs = tuple[tuple[str, object], ...]
+"""What fed a factor, as (name, value) pairs: machine-readable, rendered by :func:`describe`."""
+
+
+class FactorValue(NamedTuple):
+    """One factor's value in [0, 1] and the inputs that made it (``why`` renders them)."""
 
     name: str
     value: float
-    why: str
+    inputs: Inputs
+
+    @property
+    def why(self) -> str:
+        return describe(self.name, self.inputs)
 
 
 def decay(age_s: float, half_life_s: float) -> float:
@@ -91,8 +100,8 @@ def fade(value: float, prior: float, age_s: float, half_life_s: float) -> float:
 def credential_factor(age_s: float, policy: Policy) -> float:
     """The credential-age curve (1, then linear down to ``floor`` between the limits)."""
     c = policy.credential_age
-    soft = c.soft_limit.total_seconds()
-    hard = c.hard_limit.total_seconds()
+    soft = c.soft_limit_s
+    hard = c.hard_limit_s
     if age_s <= soft:
         return 1.0
     if age_s >= hard:
@@ -114,35 +123,38 @@ def _fading(
     now: datetime,
 ) -> FactorValue:
     if report is None:
-        return FactorValue(name, fp.prior, f"no report: prior {fp.prior:.2f}")
+        return FactorValue(name, fp.prior, (("prior", fp.prior),))
     age = (now - report.observed_at).total_seconds()
     r = ramp(raw, fp.zero_at, fp.full_at)
-    w = decay(age, fp.staleness_half_life.total_seconds())
+    w = decay(age, fp.half_life_s)
     value = min(1.0, max(0.0, fp.prior + (r - fp.prior) * w))
-    why = f"{raw:.3f} from {report.source} {human(max(0.0, age))} ago"
-    if r != raw:
-        why += f", ramp({fp.zero_at:g}..{fp.full_at:g}) -> {r:.3f}"
-    if w < 1.0:
-        why += f", {1.0 - w:.0%} faded toward prior {fp.prior:.2f}"
-    return FactorValue(name, value, why)
+    return FactorValue(
+        name,
+        value,
+        (
+            ("reported", raw),
+            ("source", report.source),
+            ("age_s", max(0.0, age)),
+            ("ramp", (fp.zero_at, fp.full_at, r)),
+            ("faded", 1.0 - w),
+            ("prior", fp.prior),
+        ),
+    )
 
 
-def _violations(signals: AgentSignals, policy: Policy, now: datetime) -> tuple[float, str]:
+def _violations(signals: AgentSignals, policy: Policy, now: datetime) -> tuple[float, Inputs]:
     vp = policy.violation_recency
+    observed: float | None = None
     if signals.observed_since is None:
         clean = vp.clean_record_prior
-        why = f"clean record unknown: prior {clean:.2f}"
     else:
-        observed = (now - signals.observed_since).total_seconds()
-        clean = 1.0 - (1.0 - vp.clean_record_prior) * decay(
-            observed, vp.clean_record_half_life.total_seconds()
-        )
-        why = f"observed {human(max(0.0, observed))}: clean record {clean:.2f}"
+        observed = max(0.0, (now - signals.observed_since).total_seconds())
+        clean = 1.0 - (1.0 - vp.clean_record_prior) * decay(observed, vp.clean_record_half_life_s)
     value = clean
+    heaviest: tuple[str, float, str, float] | None = None
     if signals.violations:
-        half_life = vp.half_life.total_seconds()
+        half_life = vp.half_life_s
         weights = vp.severity_weights
-        worst = ""
         worst_p = -1.0
         for v in signals.violations:
             age = (now - v.occurred_at).total_seconds()
@@ -150,16 +162,51 @@ def _violations(signals: AgentSignals, policy: Policy, now: datetime) -> tuple[f
             value *= 1.0 - p
             if p > worst_p:
                 worst_p = p
-                worst = f"{v.severity.value} {human(max(0.0, age))} ago ({v.reason[:60]!r})"
-        n = len(signals.violations)
-        why += f"; {n} violation{'s' if n != 1 else ''}, heaviest now {worst} -{worst_p:.2f}"
-    else:
-        why += "; no violations"
-    return value, why
+                heaviest = (v.severity.value, max(0.0, age), v.reason, p)
+    inputs: Inputs = (
+        ("observed_s", observed),
+        ("clean", clean),
+        ("clean_prior", vp.clean_record_prior),
+        ("violations", len(signals.violations)),
+        ("heaviest", heaviest),
+    )
+    return value, inputs
 
 
-def _days(value: timedelta) -> str:
-    return f"{value.total_seconds() / 86400:g}d"
+def describe(name: str, inputs: Inputs) -> str:
+    """A sentence saying how a factor's inputs produced its value."""
+    i: dict[str, Any] = dict(inputs)
+    if name == "violation_recency":
+        if i["observed_s"] is None:
+            text = f"clean record unknown: prior {i['clean_prior']:.2f}"
+        else:
+            text = f"observed {human(i['observed_s'])}: clean record {i['clean']:.2f}"
+        if i["heaviest"] is None:
+            return text + "; no violations"
+        n = i["violations"]
+        severity, age, reason, p = i["heaviest"]
+        return (
+            f"{text}; {n} violation{'s' if n != 1 else ''}, heaviest now {severity} "
+            f"{human(age)} ago ({reason[:60]!r}) -{p:.2f}"
+        )
+    if name == "credential_age":
+        if "age_s" not in i:
+            return f"credential age unknown: prior {i['prior']:.2f}"
+        soft, hard = i["limits_s"]
+        return (
+            f"key made/rotated {i['age_s'] / 86400:.1f}d ago "
+            f"(soft limit {soft / 86400:g}d, hard {hard / 86400:g}d)"
+        )
+    if "reported" not in i:
+        return f"no report: prior {i['prior']:.2f}"
+    raw = i["reported"]
+    zero_at, full_at, ramped = i["ramp"]
+    text = f"{raw:.3f} from {i['source']} {human(i['age_s'])} ago"
+    if ramped != raw:
+        text += f", ramp({zero_at:g}..{full_at:g}) -> {ramped:.3f}"
+    if i["faded"] > 0.0:
+        text += f", {i['faded']:.0%} faded toward prior {i['prior']:.2f}"
+    return text
 
 
 def compute_factors(
@@ -169,20 +216,22 @@ def compute_factors(
     sr = signals.success_rate
     eb = signals.error_budget_remaining
     au = signals.audit_log_completeness
-    violation, violation_why = _violations(signals, policy, now)
+    violation, violation_inputs = _violations(signals, policy, now)
     cred = signals.credential
     c = policy.credential_age
     if cred is None:
-        credential = FactorValue(
-            "credential_age", c.prior, f"credential age unknown: prior {c.prior:.2f}"
-        )
+        credential = FactorValue("credential_age", c.prior, (("prior", c.prior),))
     else:
         age = max(0.0, (now - cred.rotated_at).total_seconds())
         credential = FactorValue(
             "credential_age",
             credential_factor(age, policy),
-            f"key made/rotated {age / 86400:.1f}d ago (soft limit {_days(c.soft_limit)}, "
-            f"hard {_days(c.hard_limit)})",
+            (
+                ("age_s", age),
+                ("source", cred.source),
+                ("limits_s", (c.soft_limit_s, c.hard_limit_s)),
+                ("floor", c.floor),
+            ),
         )
     return (
         _fading("success_rate", sr, sr.value if sr else 0.0, policy.success_rate, now),
@@ -193,7 +242,7 @@ def compute_factors(
             policy.error_budget_remaining,
             now,
         ),
-        FactorValue("violation_recency", violation, violation_why),
+        FactorValue("violation_recency", violation, violation_inputs),
         credential,
         _fading(
             "audit_log_completeness",

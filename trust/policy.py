@@ -83,6 +83,11 @@ class FadingFactorPolicy:
     staleness_half_life: timedelta
     zero_at: float
     full_at: float
+    # The half-life in seconds, computed once: scoring reads it for every agent.
+    half_life_s: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "half_life_s", _seconds(self.staleness_half_life))
 
     def _check(self, path: str) -> None:
         _check_number(self.prior, f"{path}.prior", low=0.0, high=1.0)
@@ -142,6 +147,12 @@ class ViolationPolicy:
     clean_record_prior: float
     clean_record_half_life: timedelta
     severity_weights: SeverityWeights
+    half_life_s: float = field(init=False, repr=False, compare=False)
+    clean_record_half_life_s: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "half_life_s", _seconds(self.half_life))
+        object.__setattr__(self, "clean_record_half_life_s", _seconds(self.clean_record_half_life))
 
     def _check(self, path: str) -> None:
         _check_duration(self.half_life, f"{path}.half_life", positive=True)
@@ -160,6 +171,12 @@ class CredentialPolicy:
     soft_limit: timedelta
     hard_limit: timedelta
     floor: float
+    soft_limit_s: float = field(init=False, repr=False, compare=False)
+    hard_limit_s: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "soft_limit_s", _seconds(self.soft_limit))
+        object.__setattr__(self, "hard_limit_s", _seconds(self.hard_limit))
 
     def _check(self, path: str) -> None:
         _check_number(self.prior, f"{path}.prior", low=0.0, high=1.0)
@@ -427,6 +444,11 @@ def default_policy_yaml() -> str:
 
 
 # -- validation helpers ----------------------------------------------------------
+
+
+def _seconds(value: object) -> float:
+    # Validation (with the key path) happens in Policy; here only a timedelta converts.
+    return value.total_seconds() if isinstance(value, timedelta) else math.nan
 
 
 def _check_number(value: object, path: str, *, low: float, high: float | None = None) -> None:

@@ -63,11 +63,7 @@ def next_recompute_due(signals: AgentSignals, policy: Policy, now: datetime) -> 
         if report is None:
             return
         span = abs(ramp(raw, fp.zero_at, fp.full_at) - fp.prior) * 1000.0 * weight
-        decaying.append(
-            _decaying_term(
-                span, _age(now, report.observed_at), fp.staleness_half_life.total_seconds()
-            )
-        )
+        decaying.append(_decaying_term(span, _age(now, report.observed_at), fp.half_life_s))
 
     sr = signals.success_rate
     eb = signals.error_budget_remaining
@@ -83,7 +79,7 @@ def next_recompute_due(signals: AgentSignals, policy: Policy, now: datetime) -> 
             _decaying_term(
                 w_v * (1.0 - vp.clean_record_prior),
                 _age(now, signals.observed_since),
-                vp.clean_record_half_life.total_seconds(),
+                vp.clean_record_half_life_s,
             )
         )
     for v in signals.violations:
@@ -91,7 +87,7 @@ def next_recompute_due(signals: AgentSignals, policy: Policy, now: datetime) -> 
             _decaying_term(
                 w_v * vp.severity_weights.of(v.severity),
                 _age(now, v.occurred_at),
-                vp.half_life.total_seconds(),
+                vp.half_life_s,
             )
         )
 
@@ -99,7 +95,7 @@ def next_recompute_due(signals: AgentSignals, policy: Policy, now: datetime) -> 
     ramp_term: tuple[float, float, float] | None = None
     if signals.credential is not None:
         c = policy.credential_age
-        soft, hard = c.soft_limit.total_seconds(), c.hard_limit.total_seconds()
+        soft, hard = c.soft_limit_s, c.hard_limit_s
         age = _age(now, signals.credential.rotated_at)
         slope = weights[3] * 1000.0 * (1.0 - c.floor) / (hard - soft)
         if age < hard and slope > 0.0:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from trust.errors import TrustError
-from trust.factors import compute_factors
+from trust.factors import Inputs, compute_factors, describe
 from trust.policy import Policy
 from trust.signals import AgentSignals
 from trust.tiers import MAX_SCORE, Tier, tier_for
@@ -24,15 +24,20 @@ class FactorContribution:
     """One factor's share of a score.
 
     ``value`` is the factor in [0, 1], ``weight`` its normalised weight,
-    ``contribution`` = ``1000 * weight * value`` (points, before rounding) and
-    ``why`` the inputs that produced it.
+    ``contribution`` = ``1000 * weight * value`` (points, before rounding),
+    ``inputs`` the (name, value) pairs that produced it, and ``why`` a sentence
+    rendering them (built on demand: scoring stays cheap).
     """
 
     name: str
     value: float
     weight: float
     contribution: float
-    why: str
+    inputs: Inputs
+
+    @property
+    def why(self) -> str:
+        return describe(self.name, self.inputs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,9 @@ def compute_score(signals: AgentSignals, policy: Policy, now: datetime) -> Score
     for fv, weight in zip(values, policy.normalised_weights, strict=True):
         part = weight * fv.value
         total += part
-        contributions.append(FactorContribution(fv.name, fv.value, weight, 1000.0 * part, fv.why))
+        contributions.append(
+            FactorContribution(fv.name, fv.value, weight, 1000.0 * part, fv.inputs)
+        )
     if signals.terminated:
         return Score(0, Tier.UNTRUSTED, tuple(contributions), now, TERMINATED_REASON)
     value = min(MAX_SCORE, max(0, round(1000.0 * total)))

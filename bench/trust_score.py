@@ -103,7 +103,7 @@ def main() -> None:
     state = RingState(ExecutionRing.USER)
     start = time.perf_counter()
     for i, s in enumerate(scores):
-        state = decide(state, ExecutionRing.KERNEL, s, NOW + timedelta(seconds=i), policy).state
+        state = decide(state, ExecutionRing.KERNEL, s, NOW + timedelta(seconds=i), policy).new_state
     ring = time.perf_counter() - start
 
     print(

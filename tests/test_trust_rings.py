@@ -66,7 +66,7 @@ def test_terminated_is_always_sandbox() -> None:
     assert effective_ring(K, 1000, P, terminated=True) is X
     d = decide(RingState(K), K, 1000, NOW, P, terminated=True)
     assert d.ring is X and d.denied and d.changed and d.demoted
-    again = decide(d.state, K, 1000, NOW + HOLD * 10, P, terminated=True)
+    again = decide(d.new_state, K, 1000, NOW + HOLD * 10, P, terminated=True)
     assert again.ring is X and again.denied and not again.changed
 
 
@@ -88,7 +88,7 @@ def test_demotion_is_immediate() -> None:
     d = decide(state, K, 450, NOW, P)
     assert d.changed and d.demoted and d.ring is U
     assert "at once" in d.reason
-    d = decide(d.state, K, 10, NOW, P)
+    d = decide(d.new_state, K, 10, NOW, P)
     assert d.ring is X and d.changed
 
 
@@ -102,27 +102,27 @@ def test_promotion_waits_for_hold_above_threshold_plus_margin() -> None:
     t = NOW
     # Above the threshold but inside the margin: nothing starts.
     d = decide(state, K, 600 + MARGIN - 1, t, P)
-    assert not d.changed and d.state.candidate is None
+    assert not d.changed and d.new_state.candidate is None
     assert "promotion needs the score at 600+25" in d.reason
     # Above threshold + margin: the hold starts.
-    d = decide(d.state, K, 600 + MARGIN, t, P)
-    assert not d.changed and d.state.candidate is S and d.state.candidate_since == t
-    assert d.state.promotion_due_at(P) == t + HOLD
-    d = decide(d.state, K, 700, t + HOLD - timedelta(seconds=1), P)
-    assert not d.changed and d.state.candidate is S
-    d = decide(d.state, K, 700, t + HOLD, P)
-    assert d.changed and d.promoted and d.ring is S and d.state.candidate is None
+    d = decide(d.new_state, K, 600 + MARGIN, t, P)
+    assert not d.changed and d.new_state.candidate is S and d.new_state.candidate_since == t
+    assert d.new_state.promotion_due_at(P) == t + HOLD
+    d = decide(d.new_state, K, 700, t + HOLD - timedelta(seconds=1), P)
+    assert not d.changed and d.new_state.candidate is S
+    d = decide(d.new_state, K, 700, t + HOLD, P)
+    assert d.changed and d.promoted and d.ring is S and d.new_state.candidate is None
     assert "promoted user -> system" in d.reason
 
 
 def test_dip_below_margin_restarts_the_hold() -> None:
     t = NOW
     d = decide(RingState(U), K, 700, t, P)
-    d = decide(d.state, K, 610, t + HOLD / 2, P)  # below 625: hold lost
-    assert d.state.candidate is None and d.ring is U
-    d = decide(d.state, K, 700, t + HOLD, P)
-    assert d.state.candidate_since == t + HOLD and not d.changed
-    d = decide(d.state, K, 700, t + 2 * HOLD, P)
+    d = decide(d.new_state, K, 610, t + HOLD / 2, P)  # below 625: hold lost
+    assert d.new_state.candidate is None and d.ring is U
+    d = decide(d.new_state, K, 700, t + HOLD, P)
+    assert d.new_state.candidate_since == t + HOLD and not d.changed
+    d = decide(d.new_state, K, 700, t + 2 * HOLD, P)
     assert d.ring is S
 
 
@@ -132,36 +132,36 @@ def test_oscillating_score_never_promotes() -> None:
         score = 600 + MARGIN + 1 if minute % 2 == 0 else 599
         d = decide(state, K, score, NOW + timedelta(minutes=minute), P)
         assert d.ring is U, f"promoted at minute {minute}"
-        state = d.state
+        state = d.new_state
     # The same holds for an oscillation just around threshold + margin.
     for minute in range(600):
         score = 600 + MARGIN if minute % 3 else 600 + MARGIN - 1
         d = decide(state, K, score, NOW + timedelta(minutes=minute), P)
         assert d.ring is U
-        state = d.state
+        state = d.new_state
 
 
 def test_promotion_goes_one_held_ring_at_a_time() -> None:
     t = NOW
     d = decide(RingState(X), K, 500, t, P)  # qualifies for user
-    assert d.state.candidate is U
-    d = decide(d.state, K, 900, t + timedelta(minutes=5), P)  # now for kernel too
-    assert d.state.candidate is U and d.state.candidate_since == t
-    d = decide(d.state, K, 900, t + HOLD, P)
+    assert d.new_state.candidate is U
+    d = decide(d.new_state, K, 900, t + timedelta(minutes=5), P)  # now for kernel too
+    assert d.new_state.candidate is U and d.new_state.candidate_since == t
+    d = decide(d.new_state, K, 900, t + HOLD, P)
     assert d.ring is U  # user held for the whole hold; kernel only for half of it
-    d = decide(d.state, K, 900, t + HOLD + timedelta(seconds=1), P)
-    assert d.state.candidate is K
-    d = decide(d.state, K, 900, t + 2 * HOLD + timedelta(seconds=1), P)
+    d = decide(d.new_state, K, 900, t + HOLD + timedelta(seconds=1), P)
+    assert d.new_state.candidate is K
+    d = decide(d.new_state, K, 900, t + 2 * HOLD + timedelta(seconds=1), P)
     assert d.ring is K
 
 
 def test_falling_candidate_keeps_its_hold() -> None:
     t = NOW
     d = decide(RingState(X), K, 900, t, P)
-    assert d.state.candidate is K
-    d = decide(d.state, K, 500, t + timedelta(minutes=5), P)  # still qualifies for user
-    assert d.state.candidate is U and d.state.candidate_since == t
-    d = decide(d.state, K, 500, t + HOLD, P)
+    assert d.new_state.candidate is K
+    d = decide(d.new_state, K, 500, t + timedelta(minutes=5), P)  # still qualifies for user
+    assert d.new_state.candidate is U and d.new_state.candidate_since == t
+    d = decide(d.new_state, K, 500, t + HOLD, P)
     assert d.ring is U
 
 
@@ -244,4 +244,4 @@ def test_no_promotion_without_a_full_hold(
             first_qualifying_time = history[j + 1][0]
             assert t - first_qualifying_time >= hold  # type: ignore[operator]
         assert d.changed == (d.ring != state.effective)
-        state = d.state
+        state = d.new_state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from datetime import timedelta
 
 import pytest
@@ -112,6 +113,13 @@ def test_breakdown_sums_to_the_score() -> None:
     for f in score.factors:
         assert f.contribution == pytest.approx(1000 * f.weight * f.value)
     assert score.computed_at == NOW
+    inputs = dict(score.factor("violation_recency").inputs)
+    assert inputs["violations"] == 1 and inputs["heaviest"][2] == "denied tool call"
+    assert dict(score.factor("success_rate").inputs)["source"] == "slo"
+    data = json.loads(json.dumps(score.as_dict()))
+    assert data["value"] == score.value and data["tier"] == score.tier.value
+    assert [f["name"] for f in data["factors"]] == [f.name for f in score.factors]
+    assert data["factors"][0]["why"] == score.factors[0].why
 
 
 def test_explain_answers_why() -> None:

@@ -138,7 +138,7 @@ class RingState:
 class RingDecision:
     """The outcome of :func:`decide`: the next state and a sentence saying why."""
 
-    state: RingState
+    new_state: RingState
     previous: ExecutionRing
     changed: bool
     reason: str
@@ -146,15 +146,15 @@ class RingDecision:
 
     @property
     def ring(self) -> ExecutionRing:
-        return self.state.effective
+        return self.new_state.effective
 
     @property
     def demoted(self) -> bool:
-        return self.state.effective > self.previous
+        return self.new_state.effective > self.previous
 
     @property
     def promoted(self) -> bool:
-        return self.state.effective < self.previous
+        return self.new_state.effective < self.previous
 
 
 def decide(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from trust.errors import TrustError
 from trust.factors import Inputs, compute_factors, describe
@@ -67,6 +68,26 @@ class Score:
     def raw(self) -> float:
         """The unrounded weighted sum, in points (0..1000)."""
         return sum(f.contribution for f in self.factors)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (for events, audit records and ``trust report``)."""
+        return {
+            "value": self.value,
+            "tier": self.tier.value,
+            "computed_at": self.computed_at.isoformat(),
+            "pinned": self.pinned,
+            "factors": [
+                {
+                    "name": f.name,
+                    "value": f.value,
+                    "weight": f.weight,
+                    "contribution": f.contribution,
+                    "inputs": dict(f.inputs),
+                    "why": f.why,
+                }
+                for f in self.factors
+            ],
+        }
 
     def explain(self) -> list[str]:
         """Human lines: the score and tier, then each factor's points and why."""

@@ -23,7 +23,9 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -231,3 +233,91 @@ class AuditEntry(Base):
 
 
 metadata = Base.metadata
+
+
+# -- trust (migration 0002) ---------------------------------------------------
+
+SIGNAL_KINDS = ("success_rate", "error_budget_remaining", "audit_log_completeness", "violation")
+SEVERITIES = ("low", "medium", "high", "critical")
+REPORT_ID_LEN = 128
+
+
+class TrustReport(Base):
+    """One ReportSignals call, kept for idempotency: (reporter, report_id) is unique,
+    and ``digest`` tells a retry (same content) from a reused id (other content)."""
+
+    __tablename__ = "trust_reports"
+    __table_args__ = (Index("ix_trust_reports_agent_did_received_at", "agent_did", "received_at"),)
+
+    reporter: Mapped[str] = mapped_column(String(SPIFFE_ID_LEN), primary_key=True)
+    report_id: Mapped[str] = mapped_column(String(REPORT_ID_LEN), primary_key=True)
+    agent_did: Mapped[str] = mapped_column(ForeignKey("agents.did"))
+    digest: Mapped[str] = mapped_column(String(HASH_LEN))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TrustSignal(Base):
+    """Every reported signal, as reported (the raw log behind ``trust_states``)."""
+
+    __tablename__ = "trust_signals"
+    __table_args__ = (
+        CheckConstraint(_in("kind", SIGNAL_KINDS), name="kind"),
+        CheckConstraint(f"severity IS NULL OR {_in('severity', SEVERITIES)}", name="severity"),
+        Index("ix_trust_signals_agent_did_kind_observed_at", "agent_did", "kind", "observed_at"),
+    )
+
+    reporter: Mapped[str] = mapped_column(String(SPIFFE_ID_LEN), primary_key=True)
+    report_id: Mapped[str] = mapped_column(String(REPORT_ID_LEN), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    agent_did: Mapped[str] = mapped_column(ForeignKey("agents.did"))
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float)
+    severity: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TrustState(Base):
+    """Per agent: the newest fading inputs, the last computed score and ring, and
+    when it must be recomputed (``dirty``: new input; ``next_due_at``: time alone)."""
+
+    __tablename__ = "trust_states"
+    __table_args__ = (
+        CheckConstraint("effective_ring BETWEEN 0 AND 3", name="effective_ring"),
+        CheckConstraint("score IS NULL OR score BETWEEN 0 AND 1000", name="score"),
+        Index("ix_trust_states_dirty_next_due_at", "dirty", "next_due_at"),
+    )
+
+    did: Mapped[str] = mapped_column(ForeignKey("agents.did"), primary_key=True)
+    score: Mapped[int | None] = mapped_column(Integer)
+    tier: Mapped[str | None] = mapped_column(String(16))
+    effective_ring: Mapped[int] = mapped_column(Integer)
+    candidate_ring: Mapped[int | None] = mapped_column(Integer)
+    candidate_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ring_reason: Mapped[str | None] = mapped_column(Text)
+    breakdown: Mapped[list[Any] | None] = mapped_column(json_type())
+    success_rate: Mapped[float | None] = mapped_column(Float)
+    success_rate_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    success_rate_by: Mapped[str | None] = mapped_column(String(SPIFFE_ID_LEN))
+    error_budget: Mapped[float | None] = mapped_column(Float)
+    error_budget_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    error_budget_by: Mapped[str | None] = mapped_column(String(SPIFFE_ID_LEN))
+    audit_completeness: Mapped[float | None] = mapped_column(Float)
+    audit_completeness_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    audit_completeness_by: Mapped[str | None] = mapped_column(String(SPIFFE_ID_LEN))
+    dirty: Mapped[bool] = mapped_column(Boolean)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    computed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TrustScoreHistory(Base):
+    """Every computed score that differed from the one before (score, tier or ring)."""
+
+    __tablename__ = "trust_score_history"
+
+    did: Mapped[str] = mapped_column(ForeignKey("agents.did"), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    score: Mapped[int] = mapped_column(Integer)
+    tier: Mapped[str] = mapped_column(String(16))
+    effective_ring: Mapped[int] = mapped_column(Integer)

@@ -32,6 +32,7 @@ from registry.store.repos import (
     TokenReader,
     TokenRepository,
 )
+from registry.store.repos.trust import TrustReader, TrustRepository
 
 
 class ReadView:
@@ -48,6 +49,7 @@ class ReadView:
         self.principals = PrincipalReader(unit)
         self.events = EventReader(unit)
         self.audit = AuditReader(unit)
+        self.trust = TrustReader(unit)
 
 
 class Transaction:
@@ -65,3 +67,4 @@ class Transaction:
         self.principals = PrincipalRepository(unit)
         self.events = EventRepository(unit)
         self.audit = AuditRepository(unit)
+        self.trust = TrustRepository(unit)

@@ -10,6 +10,7 @@
 """
 
 from mesh.client.agent import AgentClient
+from mesh.client.aio import AsyncAgentClient
 from mesh.client.channel import (
     DEFAULT_REGISTRY,
     AsyncRegistryChannel,
@@ -51,6 +52,7 @@ __all__ = [
     "AgentClient",
     "AgentStatus",
     "AlreadyExists",
+    "AsyncAgentClient",
     "AsyncRegistryChannel",
     "CreatedJoinToken",
     "CredentialError",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +21,8 @@ from mesh.envelope import (
     Verifier,
     sign_message,
 )
-from mesh.envelope.encoding import signed_bytes
+from mesh.envelope._internal import b64url
+from mesh.envelope.encoding import reference_signed_bytes, signed_bytes
 from mesh.keys import IdentityKey
 
 KEY = IdentityKey.from_seed(bytes(range(32)))
@@ -156,3 +159,35 @@ def test_moving_bytes_between_adjacent_fields_changes_the_signed_bytes(
     assert values != list(fields) or not moved
     if moved:
         assert signed_bytes(*values) != signed_bytes(*fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(field_lists)
+def test_the_unrolled_encoder_matches_the_generic_one(fields: tuple[Any, ...]) -> None:
+    assert signed_bytes(*fields) == reference_signed_bytes(*fields)
+
+
+def _reference_b64url_decode(text: str) -> bytes | None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
+        return None
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != text:
+        return None
+    return raw
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="AQgw09azZ-_+/=. \n\u00e9", max_size=12))
+def test_base64url_accepts_exactly_the_canonical_spelling(text: str) -> None:
+    try:
+        decoded: bytes | None = b64url.decode(text)
+    except ValueError:
+        decoded = None
+    assert decoded == _reference_b64url_decode(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=100))
+def test_base64url_round_trips(data: bytes) -> None:
+    assert b64url.decode(b64url.encode(data)) == data
+    assert b64url.encode(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode()

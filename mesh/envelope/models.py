@@ -198,6 +198,33 @@ class Envelope:
         return cls(**encoding.fields_from_binary(data))
 
 
+def with_signature(envelope: Envelope, signature: bytes) -> Envelope:
+    """``envelope`` with ``signature``, reusing its signed bytes (they exclude the signature).
+
+    The signing path builds the envelope once, signs its signed bytes, and
+    attaches the signature here instead of validating and encoding it again.
+    """
+    _check_bytes("signature", signature, SIGNATURE_BYTES, SIGNATURE_BYTES)
+    signed = object.__new__(Envelope)
+    for name in _SIGNED_FIELDS:
+        object.__setattr__(signed, name, getattr(envelope, name))
+    object.__setattr__(signed, "signature", signature)
+    object.__setattr__(signed, "_signed", envelope._signed)
+    return signed
+
+
+_SIGNED_FIELDS = (
+    "payload_type",
+    "sender",
+    "kid",
+    "audience",
+    "issued_at",
+    "expires_at",
+    "nonce",
+    "payload",
+)
+
+
 def _fields(envelope: Envelope) -> encoding.EnvelopeFields:
     return encoding.EnvelopeFields(
         payload_type=envelope.payload_type,

@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from mesh.did import DID
-from mesh.envelope.models import NONCE_MIN_BYTES, Envelope
+from mesh.envelope.models import NONCE_MIN_BYTES, Envelope, with_signature
 from mesh.keys import IdentityKey
 
 DEFAULT_TTL = timedelta(minutes=5)
@@ -62,16 +62,5 @@ def sign_message(
         payload=payload,
         signature=bytes(64),
     )
-    # The signature is not part of the signed bytes, so sign what the placeholder built.
-    signature = key.sign(unsigned.signed_bytes)
-    return Envelope(
-        payload_type=payload_type,
-        sender=sender_text,
-        kid=key.kid,
-        audience=audience,
-        issued_at=issued_at,
-        expires_at=expires_at,
-        nonce=unsigned.nonce,
-        payload=payload,
-        signature=signature,
-    )
+    # The signature is not part of the signed bytes: sign what the placeholder built.
+    return with_signature(unsigned, key.sign(unsigned.signed_bytes))

@@ -1,0 +1,239 @@
+"""Registrations per second against a real registry (`mesh serve`), 64 concurrent clients.
+
+The registry runs in its own process (SQLite in a temp data dir, then a fresh
+PostgreSQL database when one is reachable on 127.0.0.1:5432); this process is
+the client (grpc.aio), so the two use both cores. One registration is
+GetChallenge + Register, with the identity key, CSR and join token made
+beforehand. An empty unary RPC (health Check) is measured against the same
+server in the same run, and the ratio printed beside it.
+
+Prints one flat JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mesh.keys import IdentityKey
+from mesh.registration import sign_proof
+from mesh.v1 import registration_pb2, registration_pb2_grpc, tokens_pb2, tokens_pb2_grpc
+
+CLIENTS = 64
+REGISTRATIONS = int(os.environ.get("BENCH_REGISTRATIONS", "4000"))
+UNARY_SECONDS = 3.0
+TRUST_DOMAIN = "bench.mesh"
+
+
+def _free_port_pair() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port < 65535:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+
+
+def _start_server(data_dir: Path, database_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port_pair()
+    mesh = Path(sys.executable).with_name("mesh")
+    command = [
+        str(mesh), "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",
+        "--trust-domain", TRUST_DOMAIN, "--log-format", "json",
+    ]
+    if database_url:
+        command += ["--database-url", database_url]
+    env = {**os.environ, "MESH_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            errors = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"mesh serve exited: {errors}")
+        if (data_dir / "operator" / "operator.pem").exists():
+            try:
+                with socket.create_connection(("127.0.0.1", port + 1), timeout=0.2):
+                    return proc, port
+            except OSError:
+                pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("mesh serve did not start within 60 s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _prepare(n: int) -> list[tuple[IdentityKey, bytes]]:
+    out = []
+    for _ in range(n):
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER)
+        )
+        out.append((IdentityKey.generate(), csr))
+    return out
+
+
+Material = list[tuple[IdentityKey, bytes]]
+
+
+async def _run(port: int, data_dir: Path, material: Material) -> dict[str, float]:
+    bundle = (data_dir / "bundle.pem").read_bytes()
+    op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
+    op_key = (data_dir / "operator" / "operator.key").read_bytes()
+    public = grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=bundle)
+    )
+    operator = grpc.aio.secure_channel(
+        f"127.0.0.1:{port + 1}",
+        grpc.ssl_channel_credentials(bundle, private_key=op_key, certificate_chain=op_cert),
+    )
+    tokens_stub = tokens_pb2_grpc.JoinTokenServiceStub(operator)
+    registration = registration_pb2_grpc.RegistrationServiceStub(public)
+    health = health_pb2_grpc.HealthStub(public)
+
+    sem = asyncio.Semaphore(CLIENTS)
+
+    async def token() -> str:
+        async with sem:
+            r = await tokens_stub.CreateJoinToken(
+                tokens_pb2.CreateJoinTokenRequest(agent_name="bench/agent", ttl_seconds=3600)
+            )
+            return str(r.token)
+
+    tokens = await asyncio.gather(*(token() for _ in material))
+
+    async def register(identity: IdentityKey, csr: bytes, join_token: str) -> None:
+        challenge = await registration.GetChallenge(registration_pb2.GetChallengeRequest())
+        proof = sign_proof(identity, challenge.trust_domain, challenge.nonce, csr)
+        response = await registration.Register(
+            registration_pb2.RegisterRequest(
+                join_token=join_token, public_key=identity.public_key,
+                challenge=challenge.nonce, proof=proof, csr=csr,
+            )
+        )
+        assert response.created
+
+    queue: asyncio.Queue[tuple[IdentityKey, bytes, str]] = asyncio.Queue()
+    for (identity, csr), tok in zip(material, tokens, strict=True):
+        queue.put_nowait((identity, csr, tok))
+
+    async def worker() -> None:
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await register(*item)
+
+    # Warm up the connection and the server's code paths.
+    await health.Check(health_pb2.HealthCheckRequest())
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    elapsed = time.perf_counter() - start
+    registrations_per_s = len(material) / elapsed
+
+    count = 0
+    stop_at = time.perf_counter() + UNARY_SECONDS
+
+    async def pinger() -> None:
+        nonlocal count
+        request = health_pb2.HealthCheckRequest()
+        while time.perf_counter() < stop_at:
+            await health.Check(request)
+            count += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(pinger() for _ in range(CLIENTS)))
+    unary_per_s = count / (time.perf_counter() - start)
+    await public.close()
+    await operator.close()
+    return {"registrations_per_s": registrations_per_s, "unary_rpc_per_s": unary_per_s}
+
+
+def _measure(label: str, database_url: str, material: Material) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        proc, port = _start_server(data_dir, database_url)
+        try:
+            result = asyncio.run(_run(port, data_dir, material))
+        finally:
+            _stop(proc)
+    return {
+        f"registrations_per_s_{label}": round(result["registrations_per_s"], 1),
+        f"unary_rpc_per_s_{label}": round(result["unary_rpc_per_s"], 1),
+        f"registration_to_unary_ratio_{label}": round(
+            result["registrations_per_s"] / result["unary_rpc_per_s"], 3
+        ),
+    }
+
+
+def _postgres() -> tuple[str, str] | None:
+    try:
+        import psycopg
+
+        name = f"trustmesh_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True,
+            connect_timeout=3,
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    except Exception:
+        return None
+
+
+def _drop(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    material = _prepare(REGISTRATIONS)
+    out: dict[str, Any] = {"clients": CLIENTS, "registrations": REGISTRATIONS}
+    out.update(_measure("sqlite", "", material))
+    pg = _postgres()
+    if pg is not None:
+        try:
+            out.update(_measure("postgres", pg[1], _prepare(REGISTRATIONS)))
+        finally:
+            _drop(pg[0])
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -219,8 +219,12 @@ class AgentClient(AgentCore):
     def _renewal_loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            with self._lock:
-                delay = self._next_delay(failures)
+            try:
+                with self._lock:
+                    delay = self._next_delay(failures)
+            except MeshError as exc:  # no readable SVID left to schedule from
+                self._report(exc)
+                return
             if self._wait(delay) or self._stop.is_set():
                 return
             try:

@@ -223,7 +223,11 @@ class AsyncAgentClient(AgentCore):
     async def _renewal_loop(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            delay = self._next_delay(failures)
+            try:
+                delay = self._next_delay(failures)
+            except MeshError as exc:  # no readable SVID left to schedule from
+                self._report(exc)
+                return
             if await self._wait(delay) or self._stop.is_set():
                 return
             try:

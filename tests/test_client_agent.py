@@ -21,6 +21,7 @@ from mesh.client import (
     FailedPrecondition,
     InvalidRequest,
     OperatorClient,
+    PermissionDenied,
     RegistryChannel,
     RegistryUnavailable,
     ResponseError,
@@ -345,3 +346,39 @@ def test_operator_client_round_trip(
         assert reg.did in dids
     with pytest.raises(MeshError, match="did:mesh"):
         operator.get_agent("not-a-did")
+
+
+def test_swapping_credentials_lets_calls_in_flight_finish(registry: RunningRegistry) -> None:
+    seen: list[grpc.Channel] = []
+    with RegistryChannel(registry.address, TLSConfig(registry.bundle_pem)) as channel:
+
+        def op(ch: grpc.Channel) -> Any:
+            seen.append(ch)
+            if len(seen) == 1:
+                # A renewal swaps the channel while this call is in flight...
+                channel.update_tls(TLSConfig(registry.bundle_pem))
+            # ...and the call still completes on the channel it started on.
+            return svid_pb2_grpc.SVIDServiceStub(ch).GetTrustBundle(
+                svid_pb2.GetTrustBundleRequest(), timeout=5
+            )
+
+        assert channel.call(op).trust_domain == TRUST_DOMAIN
+        assert channel.call(op).trust_domain == TRUST_DOMAIN
+        assert seen[0] is not seen[1]
+        # The replaced channel was closed once its last call returned.
+        with pytest.raises(ValueError):
+            svid_pb2_grpc.SVIDServiceStub(seen[0]).GetTrustBundle(
+                svid_pb2.GetTrustBundleRequest(), timeout=5
+            )
+
+
+def test_an_agent_may_not_call_operator_methods(
+    registry: RunningRegistry, operator: OperatorClient, tmp_path: Path
+) -> None:
+    client, _ = _new_agent(registry, operator, tmp_path, "tests/client-not-operator")
+    with client:
+        chain_pem, key_pem = client.dir.read_svid()
+        tls = TLSConfig(client.dir.read_bundle(), chain_pem, key_pem)
+        as_agent = OperatorClient(registry.address, tls=tls, mtls_registry=registry.mtls_address)
+        with as_agent, pytest.raises(PermissionDenied):
+            as_agent.list_agents()

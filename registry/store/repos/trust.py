@@ -19,7 +19,9 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
+    false,
     func,
     insert,
     or_,
@@ -63,6 +65,20 @@ FADING_COLUMNS = {
         "audit_completeness_by",
     ),
 }
+
+
+#: What a recompute writes per agent.
+RESULT_COLUMNS = (
+    "score",
+    "tier",
+    "effective_ring",
+    "candidate_ring",
+    "candidate_since",
+    "ring_reason",
+    "breakdown",
+    "next_due_at",
+    "computed_at",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,12 +404,19 @@ class TrustRepository(TrustReader):
                 .values({value_col: newest.value, at_col: newest.observed_at, by_col: reporter})
             )
 
-    def ensure_states(self, dids: Iterable[str], *, default_ring: int) -> None:
+    def ensure_states(
+        self,
+        dids: Iterable[str],
+        *,
+        default_ring: int,
+        dirty: bool = True,
+        updated_at: datetime | None = None,
+    ) -> None:
         """Create empty trust-state rows for agents that have none (race-free)."""
         self._require_writable()
-        now = self._unit.now
+        at = updated_at or self._unit.now
         rows = [
-            {"did": d, "effective_ring": default_ring, "dirty": True, "updated_at": now}
+            {"did": d, "effective_ring": default_ring, "dirty": dirty, "updated_at": at}
             for d in dids
         ]
         if not rows:
@@ -416,6 +439,31 @@ class TrustRepository(TrustReader):
             .values({k: bindparam("b_" + k) for k in keys})
         )
         self._unit.execute(stmt, [{"b_" + k: v for k, v in row.items()} for row in rows])
+
+    def write_results(self, rows: Sequence[dict[str, Any]], *, read_at: datetime) -> None:
+        """Bulk-write computed results (the keys of :data:`RESULT_COLUMNS` plus ``did``).
+
+        ``dirty`` is cleared only for agents whose inputs did not change after
+        ``read_at`` (when the recompute read them): a report that lands while the
+        recompute runs keeps its agent dirty for the next run.
+        """
+        self._require_writable()
+        if not rows:
+            return
+        values: dict[str, Any] = {k: bindparam("b_" + k) for k in RESULT_COLUMNS}
+        changed_since = _S.c.updated_at > bindparam("b_read_at")
+        values["dirty"] = case((changed_since, _S.c.dirty), else_=false())
+        values["updated_at"] = bindparam("b_now")
+        stmt = update(_S).where(_S.c.did == bindparam("b_did")).values(values)
+        now = self._unit.now
+        params = []
+        for row in rows:
+            p = {"b_" + k: row[k] for k in RESULT_COLUMNS}
+            p["b_did"] = row["did"]
+            p["b_read_at"] = read_at
+            p["b_now"] = now
+            params.append(p)
+        self._unit.execute(stmt, params)
 
     def mark_dirty(self, dids: Iterable[str]) -> None:
         self._require_writable()
@@ -479,14 +527,13 @@ class TrustRepository(TrustReader):
             select(_C.c.value).where(_C.c.name == EVENTS_COUNTER)
         ).scalar_one()
         floor = int(latest) - max(0, keep_last)
-        result = self._unit.execute(
-            delete(_E).where(_E.c.created_at < before, _E.c.seq <= floor)
-        )
+        result = self._unit.execute(delete(_E).where(_E.c.created_at < before, _E.c.seq <= floor))
         return int(result.rowcount or 0)
 
 
 __all__ = [
     "FADING_COLUMNS",
+    "RESULT_COLUMNS",
     "AgentInputs",
     "HistoryRecord",
     "SignalRow",

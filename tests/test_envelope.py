@@ -133,6 +133,30 @@ def test_signed_bytes_are_the_documented_layout() -> None:
     assert envelope.signature == ALICE_KEY.sign(expected)
 
 
+def test_published_vector() -> None:
+    """The test vector in docs/messages.md."""
+    envelope = message(
+        payload_type="text/plain",
+        payload=b"hi",
+        nonce=NONCE,
+        now=datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC),
+    )
+    assert ALICE_KEY.public_key.hex() == (
+        "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8"
+    )
+    assert ALICE == "did:mesh:2CiZ88hVF4JuQim8nnSuyeiV2HF2"
+    assert ALICE_KEY.kid == "1IG2tMH7J2wbJZnOf8LJzQitKf7LMvoAElsuDMVM54Y"
+    assert (envelope.issued_at, envelope.expires_at) == (1795521600, 1795521900)
+    assert len(envelope.signed_bytes) == 247
+    assert envelope.signature.hex() == (
+        "3aa116ed0bee677fb258047964c71239037944b1671e4b4e40a49d0ed7acd763"
+        "ce7fb0798ab378f230efb0ee8e88e946da9b1caf944ee3cdaa4e474cbcc34e0d"
+    )
+    assert json.loads(envelope.to_json())["signature"] == (
+        "OqEW7QvuZ3-yWAR5ZMcSOQN5RLFnHktOQKSdDtes12POf7B5irN48jDvsO6OiOlG2pscr5RO482qTkdMvMNODQ"
+    )
+
+
 def test_json_and_binary_forms_round_trip() -> None:
     envelope = message()
     assert Envelope.from_json(envelope.to_json()) == envelope

@@ -39,7 +39,10 @@ def _load(config_file: Path | None, **flags: Any) -> Config:
 
 @click.command("serve")
 @_config_options
-@click.option("--listen", help="HOST:PORT for gRPC over TLS (default 127.0.0.1:8443).")
+@click.option("--listen", help="HOST:PORT for TLS without client certificates "
+              "(registration, bundle, health; default 127.0.0.1:8443).")
+@click.option("--mtls-listen", help="HOST:PORT for mutual TLS (agents, operators; "
+              "default: the listen port + 1).")
 @click.option("--metrics-listen", help="HOST:PORT for Prometheus metrics (default: off).")
 @click.option("--log-format", type=click.Choice(["console", "json"]), help="Log format.")
 def serve(config_file: Path | None, **flags: Any) -> None:

@@ -172,6 +172,9 @@ class AgentClient(AgentCore):
             return self._current_svid()
 
     def _agent_channel(self) -> RegistryChannel:
+        channel = self._mtls
+        if channel is not None:  # no lock: a renewal in progress must not hold up other calls
+            return channel
         with self._lock:
             if self._mtls is None:
                 self._mtls = RegistryChannel(

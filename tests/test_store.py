@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from _store_support import make_store, store_pg_database, store_sqlite_template  # noqa: F401
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, text
 
@@ -55,9 +56,7 @@ def clock() -> Clock:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    s = open_store(url, tmp_path / "data", clock=clock)
-    s.upgrade()
+    s = make_store(request, tmp_path, clock)
     yield s
     s.close()
 

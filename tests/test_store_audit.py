@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _store_support import make_store, store_pg_database, store_sqlite_template  # noqa: F401
 from sqlalchemy import delete, update
 
-from registry.store import GENESIS_HASH, Store, StoreError, open_store, verify_audit_chain
+from registry.store import GENESIS_HASH, Store, StoreError, verify_audit_chain
 from registry.store.audit import record_hash
 from registry.store.schema import AuditEntry, SequenceCounter
 
@@ -25,10 +26,8 @@ AUDIT = AuditEntry.__table__
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     ticks = iter(range(10_000))
-    s = open_store(url, tmp_path / "data", clock=lambda: T0 + timedelta(seconds=next(ticks)))
-    s.upgrade()
+    s = make_store(request, tmp_path, lambda: T0 + timedelta(seconds=next(ticks)))
     yield s
     s.close()
 

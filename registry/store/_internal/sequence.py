@@ -22,19 +22,26 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from registry.store._internal.dberrors import SchemaNotReady
 from registry.store._internal.unit import Unit
 from registry.store.schema import SequenceCounter
 
 _C = cast(Table, SequenceCounter.__table__)
+# Built once: statement construction costs more than SQLite's own work here.
+_NEXT = (
+    update(_C)
+    .where(_C.c.name == bindparam("counter"))
+    .values(value=_C.c.value + 1)
+    .returning(_C.c.value)
+)
+_CURRENT = select(_C.c.value).where(_C.c.name == bindparam("counter"))
 
 
 def next_value(unit: Unit, name: str) -> int:
     """Take the next number of sequence ``name`` inside ``unit``'s transaction."""
-    stmt = update(_C).where(_C.c.name == name).values(value=_C.c.value + 1)
-    row = unit.execute(stmt.returning(_C.c.value)).first()
+    row = unit.execute(_NEXT, {"counter": name}).first()
     if row is None:
         raise SchemaNotReady(f"sequence counter {name!r} is missing", hint="run `mesh db upgrade`")
     return int(row[0])
@@ -42,7 +49,7 @@ def next_value(unit: Unit, name: str) -> int:
 
 def current_value(unit: Unit, name: str) -> int:
     """The last number handed out by a committed transaction (or by this one)."""
-    value = unit.execute(select(_C.c.value).where(_C.c.name == name)).scalar_one_or_none()
+    value = unit.execute(_CURRENT, {"counter": name}).scalar_one_or_none()
     if value is None:
         raise SchemaNotReady(f"sequence counter {name!r} is missing", hint="run `mesh db upgrade`")
     return int(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Row, Table, and_, bindparam, func, insert, or_, select, update
 
 from registry.store._internal import checks, paging
 from registry.store._internal.unit import Unit
@@ -20,6 +20,8 @@ from registry.store.schema import (
 
 _T = cast(Table, Agent.__table__)
 _COLS = tuple(_T.c)
+_INSERT = insert(_T)
+_BY_DID = select(*_COLS).where(_T.c.did == bindparam("did"))
 
 
 def _record(row: Row[Any]) -> AgentRecord:
@@ -43,7 +45,7 @@ class AgentReader:
         self._unit = unit
 
     def find(self, did: str) -> AgentRecord | None:
-        row = self._unit.execute(select(*_COLS).where(_T.c.did == did)).first()
+        row = self._unit.execute(_BY_DID, {"did": did}).first()
         return None if row is None else _record(row)
 
     def get(self, did: str) -> AgentRecord:
@@ -113,7 +115,7 @@ class AgentRepository(AgentReader):
             "revoked_at": None,
             "revoke_reason": None,
         }
-        self._unit.execute(insert(_T).values(**values))
+        self._unit.execute(_INSERT, values)
         return AgentRecord(
             did=did,
             name=name,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select
+from sqlalchemy import Row, Table, bindparam, insert, select
 
 from registry.store._internal import checks, sequence
 from registry.store._internal.unit import Unit
@@ -15,6 +15,8 @@ from registry.store.schema import AUDIT_COUNTER, NAME_LEN, SPIFFE_ID_LEN, AuditE
 
 _T = cast(Table, AuditEntry.__table__)
 _COLS = tuple(_T.c)
+_INSERT = insert(_T)
+_PREV_HASH = select(_T.c.hash).where(_T.c.seq == bindparam("seq"))
 
 
 def _record(row: Row[Any]) -> AuditRecord:
@@ -65,7 +67,7 @@ class AuditRepository(AuditReader):
         seq = sequence.next_value(self._unit, AUDIT_COUNTER)
         prev_hash = GENESIS_HASH
         if seq > 1:
-            prev = self._unit.execute(select(_T.c.hash).where(_T.c.seq == seq - 1)).scalar()
+            prev = self._unit.execute(_PREV_HASH, {"seq": seq - 1}).scalar()
             if prev is None:
                 raise StoreError(
                     f"audit row {seq - 1} is missing; the audit trail is damaged",
@@ -83,15 +85,16 @@ class AuditRepository(AuditReader):
             prev_hash=prev_hash,
         )
         self._unit.execute(
-            insert(_T).values(
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                subject=subject,
-                details=doc,
-                prev_hash=prev_hash,
-                hash=digest,
-            )
+            _INSERT,
+            {
+                "seq": seq,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "details": doc,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            },
         )
         return AuditRecord(seq, at, actor, action, subject, doc, prev_hash, digest)

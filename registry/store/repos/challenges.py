@@ -15,6 +15,7 @@ from registry.store.schema import NAME_LEN, Challenge
 
 _T = cast(Table, Challenge.__table__)
 _COLS = tuple(_T.c)
+_INSERT = insert(_T)
 
 
 def _record(row: Row[Any]) -> ChallengeRecord:
@@ -54,7 +55,7 @@ class ChallengeRepository(ChallengeReader):
             "expires_at": expires_at,
             "used_at": None,
         }
-        self._unit.execute(insert(_T).values(**values))
+        self._unit.execute(_INSERT, values)
         return ChallengeRecord(nonce, purpose, trust_domain, now, expires_at, None)
 
     def consume(self, nonce: str, *, purpose: str, trust_domain: str) -> ChallengeRecord:

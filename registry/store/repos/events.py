@@ -20,6 +20,7 @@ from registry.store.schema import DID_LEN, EVENTS_COUNTER, Event
 
 _T = cast(Table, Event.__table__)
 _COLS = tuple(_T.c)
+_INSERT = insert(_T)
 MAX_BATCH = 10_000
 
 
@@ -70,6 +71,6 @@ class EventRepository(EventReader):
             "created_at": self._unit.now,
         }
         seq = sequence.next_value(self._unit, EVENTS_COUNTER)
-        self._unit.execute(insert(_T).values(seq=seq, **values))
+        self._unit.execute(_INSERT, {"seq": seq, **values})
         self._unit.last_event_seq = seq
         return seq

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy import Row, Table, bindparam, insert, select, update
 
 from mesh.ed25519 import is_acceptable_public_key
 from registry.store._internal import checks
@@ -18,6 +18,8 @@ from registry.store.schema import DID_LEN, KID_LEN, AgentKey, KeyHistory
 _K = cast(Table, AgentKey.__table__)
 _H = cast(Table, KeyHistory.__table__)
 _COLS = tuple(_K.c)
+_INSERT = insert(_K)
+_BY_KID = select(*_COLS).where(_K.c.kid == bindparam("kid"))
 
 
 def _record(row: Row[Any]) -> AgentKeyRecord:
@@ -38,7 +40,7 @@ class KeyReader:
         self._unit = unit
 
     def find_by_kid(self, kid: str) -> AgentKeyRecord | None:
-        row = self._unit.execute(select(*_COLS).where(_K.c.kid == kid)).first()
+        row = self._unit.execute(_BY_KID, {"kid": kid}).first()
         return None if row is None else _record(row)
 
     def get_by_kid(self, kid: str) -> AgentKeyRecord:
@@ -89,7 +91,7 @@ class KeyRepository(KeyReader):
             "rotated_at": None,
             "compromised_at": None,
         }
-        self._unit.execute(insert(_K).values(**values))
+        self._unit.execute(_INSERT, values)
         return AgentKeyRecord(
             did=did,
             index=index,

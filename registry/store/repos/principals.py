@@ -17,6 +17,7 @@ from registry.store.schema import NAME_LEN, PRINCIPAL_KINDS, Principal
 
 _T = cast(Table, Principal.__table__)
 _COLS = tuple(_T.c)
+_INSERT = insert(_T)
 
 
 def _record(row: Row[Any]) -> PrincipalRecord:
@@ -106,7 +107,7 @@ class PrincipalRepository(PrincipalReader):
             "created_at": now,
             "revoked_at": None,
         }
-        self._unit.execute(insert(_T).values(**values))
+        self._unit.execute(_INSERT, values)
         return PrincipalRecord(
             id=values["id"],  # type: ignore[arg-type]
             kind=kind,

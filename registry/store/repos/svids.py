@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, func, insert, select
+from sqlalchemy import Row, Table, bindparam, func, insert, select
 
 from registry.store._internal import checks
 from registry.store._internal.unit import Unit
@@ -15,6 +15,8 @@ from registry.store.schema import DID_LEN, SVID_KINDS, Svid
 
 _T = cast(Table, Svid.__table__)
 _COLS = tuple(_T.c)
+_INSERT = insert(_T)
+_BY_SERIAL = select(*_COLS).where(_T.c.serial == bindparam("serial"))
 
 
 def _record(row: Row[Any]) -> SvidRecord:
@@ -34,7 +36,7 @@ class SvidReader:
         self._unit = unit
 
     def find(self, serial: str) -> SvidRecord | None:
-        row = self._unit.execute(select(*_COLS).where(_T.c.serial == serial)).first()
+        row = self._unit.execute(_BY_SERIAL, {"serial": serial}).first()
         return None if row is None else _record(row)
 
     def get(self, serial: str) -> SvidRecord:
@@ -88,5 +90,5 @@ class SvidRepository(SvidReader):
             "not_after": not_after,
             "issued_at": issued,
         }
-        self._unit.execute(insert(_T).values(**values))
+        self._unit.execute(_INSERT, values)
         return SvidRecord(serial, did, kind, not_before, not_after, issued)

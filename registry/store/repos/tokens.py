@@ -17,6 +17,7 @@ from registry.store.schema import DID_LEN, NAME_LEN, JoinToken
 
 _T = cast(Table, JoinToken.__table__)
 _COLS = tuple(c for c in _T.c if c.key != "token_hash")
+_INSERT = insert(_T)
 
 
 def hash_token(secret: str | bytes) -> str:
@@ -98,7 +99,7 @@ class TokenRepository(TokenReader):
             "used_by_did": None,
             "revoked_at": None,
         }
-        self._unit.execute(insert(_T).values(**values))
+        self._unit.execute(_INSERT, values)
         return JoinTokenRecord(
             id=values["id"],  # type: ignore[arg-type]
             agent_name=agent_name,

@@ -382,3 +382,22 @@ def test_an_agent_may_not_call_operator_methods(
         as_agent = OperatorClient(registry.address, tls=tls, mtls_registry=registry.mtls_address)
         with as_agent, pytest.raises(PermissionDenied):
             as_agent.list_agents()
+
+
+def test_encrypted_identity_key_and_metadata(
+    registry: RunningRegistry, operator: OperatorClient, tmp_path: Path
+) -> None:
+    token = operator.create_token("tests/client-passphrase")
+    agent_dir = tmp_path / "agent"
+    kw: dict[str, Any] = {"mtls_registry": registry.mtls_address}
+    with AgentClient(
+        registry.address, agent_dir, registry.bundle_pem, passphrase=b"correct horse", **kw
+    ) as client:
+        reg = client.register(token.token, {"team": "billing", "zone": "eu-1"})
+    assert b"ENCRYPTED PRIVATE KEY" in (agent_dir / "identity.key").read_bytes()
+    assert operator.get_agent(reg.did).metadata == {"team": "billing", "zone": "eu-1"}
+    with AgentClient(None, agent_dir, passphrase=b"correct horse") as again:
+        assert again.register().did == reg.did
+    with AgentClient(None, agent_dir) as no_passphrase:
+        with pytest.raises(MeshError, match="passphrase"):
+            no_passphrase.register()

@@ -165,7 +165,7 @@ def parse_jws(compact: str | bytes) -> JwsMessage:
     _exact_members(header, _HEADER_MEMBERS, "protected header")
     _exact_members(claims, _CLAIM_MEMBERS, "claims")
     alg = header["alg"]
-    if alg not in ACCEPTED_ALGS:
+    if not isinstance(alg, str) or alg not in ACCEPTED_ALGS:
         raise _bad(
             f"alg {str(alg)[:40]!r} is not accepted",
             hint="trustmesh messages are signed with Ed25519: alg 'EdDSA' or 'Ed25519'",

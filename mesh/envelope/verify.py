@@ -108,7 +108,11 @@ class Verifier:
     def verify(
         self, message: Envelope | JwsMessage, now: datetime | None = None
     ) -> VerifiedMessage:
-        """Run the checklist; return the verified message or raise the rule that failed."""
+        """Run the checklist; return the verified message or raise the rule that failed.
+
+        ``now`` checks the time rule at another instant than the verifier's
+        clock (the replay guard keeps its own clock).
+        """
         form = self._check_shape(message)
         public_key = self._check_key(message.sender, message.kid, message.issued_at)
         self._check_signature(public_key, message.signed_bytes, message.signature)

@@ -602,3 +602,59 @@ def test_direct_sql_matches_the_api_view(store: Store) -> None:
     with store.engine.connect() as conn:
         raw = conn.execute(text("SELECT metadata FROM agents")).scalar()
     assert (json.loads(raw) if isinstance(raw, str) else raw) == {"a": 1}
+
+
+def test_postgres_connections_dropped_by_the_server_are_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """pool_pre_ping: after the server ends every session (restart, failover,
+    idle timeout), the next call still succeeds on a fresh connection."""
+    import psycopg
+
+    url = request.getfixturevalue("postgres_url")
+    s = open_store(url, tmp_path)
+    try:
+        s.upgrade()
+        with s.transaction() as tx:
+            _agent(tx)
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+            killed = c.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1
+        assert s.get_agent("did:mesh:agent1").did == "did:mesh:agent1"
+        with s.transaction() as tx:
+            _agent(tx, 2)
+    finally:
+        s.close()
+
+
+def test_postgres_lock_wait_is_bounded(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """A transaction stuck holding the event counter makes other event writers
+    fail with StoreUnavailable after lock_timeout, instead of hanging."""
+    url = request.getfixturevalue("postgres_url")
+    s = open_store(url, tmp_path, options=StoreOptions(pg_lock_timeout_seconds=0.5))
+    try:
+        s.upgrade()
+        holding, release = threading.Event(), threading.Event()
+
+        def stuck() -> None:
+            with s.transaction() as tx:
+                tx.events.append("x", None, {})
+                holding.set()
+                release.wait(30)
+
+        t = threading.Thread(target=stuck)
+        t.start()
+        assert holding.wait(30)
+        try:
+            with pytest.raises(StoreUnavailable, match="row lock"), s.transaction() as tx:
+                tx.events.append("y", None, {})
+        finally:
+            release.set()
+            t.join()
+        assert [e.type for e in s.events_since(0)] == ["x"]
+    finally:
+        s.close()

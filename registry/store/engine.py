@@ -69,6 +69,13 @@ class StoreOptions:
     pool_timeout_seconds: float = 30.0
     #: PostgreSQL connect timeout: an unreachable server fails after this.
     connect_timeout_seconds: int = 5
+    #: PostgreSQL ``lock_timeout``: a writer waiting longer than this for a row
+    #: lock (e.g. the event counter) gives up with StoreUnavailable. 0 = never.
+    pg_lock_timeout_seconds: float = 30.0
+    #: PostgreSQL ``idle_in_transaction_session_timeout``: the server ends a
+    #: session that sits inside a transaction this long (a frozen replica), so
+    #: it cannot hold the event counter's lock forever. 0 = never.
+    pg_idle_in_transaction_timeout_seconds: float = 60.0
     echo: bool = False
 
 
@@ -425,15 +432,26 @@ def _postgres_engine(url: URL, options: StoreOptions) -> Engine:
             f"unsupported PostgreSQL driver {url.drivername!r}",
             hint="use postgresql+psycopg:// (psycopg 3)",
         )
+    connect_args: dict[str, Any] = {
+        "connect_timeout": options.connect_timeout_seconds,
+        "application_name": "trustmesh-registry",
+    }
+    settings = []
+    if options.pg_lock_timeout_seconds > 0:
+        settings.append(f"-c lock_timeout={int(options.pg_lock_timeout_seconds * 1000)}")
+    if options.pg_idle_in_transaction_timeout_seconds > 0:
+        ms = int(options.pg_idle_in_transaction_timeout_seconds * 1000)
+        settings.append(f"-c idle_in_transaction_session_timeout={ms}")
+    if settings:
+        # Startup options; a pooler that refuses them (PgBouncer in transaction
+        # mode) needs both timeouts set to 0 here and configured on the server.
+        connect_args["options"] = " ".join(settings)
     return create_engine(
         url,
         pool_size=options.pool_size if options.pool_size is not None else 10,
         max_overflow=options.max_overflow if options.max_overflow is not None else 20,
         pool_timeout=options.pool_timeout_seconds,
         pool_pre_ping=True,
-        connect_args={
-            "connect_timeout": options.connect_timeout_seconds,
-            "application_name": "trustmesh-registry",
-        },
+        connect_args=connect_args,
         echo=options.echo,
     )

@@ -119,6 +119,11 @@ def _dbapi(error: sa_exc.DBAPIError) -> StoreError:
     text = str(error.orig)
     if state == "42P01" or "no such table" in text:
         return SchemaNotReady("the database has no registry schema yet", hint=_UPGRADE_HINT)
+    if state == "55P03":
+        return StoreUnavailable(
+            "timed out waiting for a row lock held by another transaction",
+            hint="retry shortly; a long-running transaction is holding it",
+        )
     if state in ("40001", "40P01"):
         return StoreUnavailable(
             "the transaction lost a concurrency conflict and was rolled back",

@@ -161,16 +161,20 @@ class AgentDir:
     def write_svid(self, chain_pem: bytes, key_pem: bytes) -> None:
         """Replace the SVID: key first (0600), then the chain (see the module notes)."""
         self.ensure()
-        _atomic_write(self.svid_key, key_pem, PRIVATE_MODE)
-        _atomic_write(self.svid, chain_pem, PUBLIC_MODE)
+        _atomic_write(self.svid_key, key_pem, PRIVATE_MODE, sync_directory=False)
+        _atomic_write(self.svid, chain_pem, PUBLIC_MODE, sync_directory=False)
+        # One directory fsync makes both renames durable.
+        _fsync_directory(self.path)
 
     def write_bundle(self, pem: bytes) -> None:
+        """Replace ``bundle.0.pem`` unless it already holds exactly ``pem``."""
         self.ensure()
-        _atomic_write(self.bundle, pem, PUBLIC_MODE)
+        _write_if_changed(self.bundle, pem)
 
     def write_info(self, info: AgentInfo) -> None:
+        """Replace ``agent.json`` unless it already says exactly this."""
         self.ensure()
-        _atomic_write(self.agent_json, info.to_json().encode("utf-8"), PUBLIC_MODE)
+        _write_if_changed(self.agent_json, info.to_json().encode("utf-8"))
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -197,7 +201,17 @@ class AgentDir:
         )
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Public files are rewritten only when they change (most renewals change neither)."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    _atomic_write(path, data, PUBLIC_MODE)
+
+
+def _atomic_write(path: Path, data: bytes, mode: int, *, sync_directory: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -211,7 +225,8 @@ def _atomic_write(path: Path, data: bytes, mode: int) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        _fsync_directory(path.parent)
+        if sync_directory:
+            _fsync_directory(path.parent)
     except OSError as exc:
         raise AgentDirError(f"cannot write {path}: {exc.strerror}") from None
     finally:

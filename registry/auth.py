@@ -10,6 +10,9 @@ one). Here the certificate's one URI SAN decides the principal:
   from :mod:`registry.authz`), so it learns why instead of a bare denial.
 * ``spiffe://<td>/operator/<name>`` -> an operator whose principal record is
   not revoked.
+* ``spiffe://<td>/reporter/<name>`` and ``spiffe://<td>/enforcer/<name>`` -> a
+  reporter (reports trust signals) or an enforcer (watches every agent), each
+  a principal record an operator created (``mesh principal create``), not revoked.
 * no certificate -> anonymous.
 
 Anything else (another trust domain, an unknown path, a revoked operator, an
@@ -34,12 +37,16 @@ from registry.store.errors import NotFound
 
 OPERATOR_SEGMENT = "operator"
 AGENT_SEGMENT = "agent"
+REPORTER_SEGMENT = "reporter"
+ENFORCER_SEGMENT = "enforcer"
 
 
 class PrincipalKind(enum.Enum):
     ANONYMOUS = "anonymous"
     AGENT = "agent"
     OPERATOR = "operator"
+    REPORTER = "reporter"
+    ENFORCER = "enforcer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,8 @@ class Authenticator:
             return await self._run(self._agent, peer)  # type: ignore[no-any-return]
         if len(segments) == 2 and segments[0] == OPERATOR_SEGMENT:
             return await self._run(self._operator, peer)  # type: ignore[no-any-return]
+        if len(segments) == 2 and segments[0] in (REPORTER_SEGMENT, ENFORCER_SEGMENT):
+            return await self._run(self._service_principal, peer)  # type: ignore[no-any-return]
         raise unauthenticated(
             f"{peer.spiffe_id} is neither an agent nor an operator of {self._td.name}"
         )
@@ -160,4 +169,16 @@ class Authenticator:
             raise unauthenticated(f"operator {name} was revoked")
         return Principal(
             PrincipalKind.OPERATOR, spiffe_id=str(peer.spiffe_id), name=name, serial=peer.serial
+        )
+
+    def _service_principal(self, peer: _Peer) -> Principal:
+        kind, name = peer.spiffe_id.segments
+        with self._store.read() as view:
+            record = view.principals.find_by_name(kind, name)
+        if record is None:
+            raise unauthenticated(f"{peer.spiffe_id} is not a known {kind}")
+        if record.revoked_at is not None:
+            raise unauthenticated(f"{kind} {name} was revoked")
+        return Principal(
+            PrincipalKind(kind), spiffe_id=str(peer.spiffe_id), name=name, serial=peer.serial
         )

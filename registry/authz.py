@@ -27,6 +27,13 @@ class Rule(enum.Enum):
     """An authenticated operator."""
     OPERATOR_OR_SELF = "operator-or-self"
     """An operator, or the agent named by the request's ``did`` field."""
+    REPORTER = "reporter"
+    """A reporter (``spiffe://<td>/reporter/<name>``); never an agent."""
+    OBSERVER_OR_SELF = "observer-or-self"
+    """An operator or enforcer, or the agent named by the request's ``did`` field."""
+    WATCHER = "watcher"
+    """An operator or enforcer (everything), or an agent (itself only: the service
+    narrows its filters to its own DID and refuses any other)."""
 
 
 #: Request field naming the target agent, for OPERATOR_OR_SELF.
@@ -50,6 +57,13 @@ RULES: Mapping[str, Rule] = {
     "/mesh.v1.JoinTokenService/CreateJoinToken": Rule.OPERATOR,
     "/mesh.v1.JoinTokenService/ListJoinTokens": Rule.OPERATOR,
     "/mesh.v1.JoinTokenService/RevokeJoinToken": Rule.OPERATOR,
+    # Trust.
+    "/mesh.v1.TrustService/ReportSignals": Rule.REPORTER,
+    "/mesh.v1.TrustService/GetTrustReport": Rule.OBSERVER_OR_SELF,
+    "/mesh.v1.TrustService/Recompute": Rule.OPERATOR,
+    "/mesh.v1.TrustService/GrantRing": Rule.OPERATOR,
+    # Events.
+    "/mesh.v1.EventService/Watch": Rule.WATCHER,
     # Standard services.
     "/grpc.health.v1.Health/Check": Rule.PUBLIC,
     "/grpc.health.v1.Health/Watch": Rule.PUBLIC,
@@ -102,4 +116,24 @@ def authorize(rule: Rule, principal: Principal, request: Any) -> None:
             f"an agent may make this call only for itself ({principal.did}); "
             "other agents need an operator"
         )
+    if rule is Rule.REPORTER:
+        if principal.kind is not PrincipalKind.REPORTER:
+            raise denied(
+                "only a reporter may report trust signals (an operator creates one with "
+                "`mesh principal create --kind reporter`); agents never report"
+            )
+        return
+    if rule is Rule.OBSERVER_OR_SELF:
+        if principal.kind in (PrincipalKind.OPERATOR, PrincipalKind.ENFORCER):
+            return
+        target = getattr(request, TARGET_FIELD, None)
+        if principal.kind is PrincipalKind.AGENT and target == principal.did:
+            return
+        raise denied(
+            "only operators, enforcers, or the agent itself may read an agent's trust report"
+        )
+    if rule is Rule.WATCHER:
+        if principal.kind in (PrincipalKind.OPERATOR, PrincipalKind.ENFORCER, PrincipalKind.AGENT):
+            return
+        raise denied("only operators, enforcers and agents (for themselves) may watch events")
     raise denied(f"unknown rule {rule}")  # pragma: no cover - the enum is exhaustive

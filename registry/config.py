@@ -58,6 +58,12 @@ class Config:
     # Extra DNS names / IPs for the serving certificate (beyond the listen host, localhost).
     extra_hosts: tuple[str, ...] = field(default=())
     grace_seconds: float = 5.0
+    # Trust: how often the scheduler recomputes due agents, and the policy file
+    # (empty: the built-in default policy, see docs/trust.md).
+    trust_recompute_interval_seconds: float = 60.0
+    trust_policy_file: str = ""
+    # Events older than this are pruned hourly (0 keeps every event).
+    event_retention_seconds: int = 7 * 24 * 3600
 
     @property
     def effective_mtls_listen(self) -> str:
@@ -198,6 +204,10 @@ def validate(config: Config) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
+    if config.trust_recompute_interval_seconds <= 0:
+        raise ConfigError("trust_recompute_interval_seconds must be positive")
+    if config.event_retention_seconds < 0:
+        raise ConfigError("event_retention_seconds must be 0 (keep all) or positive")
     if config.jwt_svid_default_ttl_seconds > config.jwt_svid_max_ttl_seconds:
         raise ConfigError("jwt_svid_default_ttl_seconds exceeds jwt_svid_max_ttl_seconds")
     if config.join_token_default_ttl_seconds > config.join_token_max_ttl_seconds:

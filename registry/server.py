@@ -37,24 +37,33 @@ from mesh.spiffeid import TrustDomain
 from mesh.v1 import (
     agents_pb2,
     agents_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     registration_pb2,
     registration_pb2_grpc,
     svid_pb2,
     svid_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
+    trust_pb2,
+    trust_pb2_grpc,
 )
 from registry.auth import Authenticator
 from registry.ca.certificate_authority import CertificateAuthority
 from registry.config import Config
+from registry.events.hub import EventHub
+from registry.events.watch import EventService
 from registry.interceptor import GuardInterceptor
 from registry.logs import get_logger
 from registry.metrics import Metrics
+from registry.scheduler import Scheduler
+from registry.scoring import Recomputer
 from registry.services._runtime import Runtime
 from registry.services.agents import AgentService
 from registry.services.registration import RegistrationService
 from registry.services.svid import SVIDService
 from registry.services.tokens import JoinTokenService
+from registry.services.trust import TrustService
 from registry.store import Store, StoreOptions, open_store
 
 OPERATOR_NAME = "admin"
@@ -71,6 +80,8 @@ SERVICE_NAMES = (
     svid_pb2.DESCRIPTOR.services_by_name["SVIDService"].full_name,
     agents_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
     tokens_pb2.DESCRIPTOR.services_by_name["JoinTokenService"].full_name,
+    trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 
 
@@ -99,6 +110,12 @@ class RegistryServer:
         self._executor: ThreadPoolExecutor | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._metrics_server: Any = None
+        # Trust and events: the recompute (shared by the scheduler and TrustService),
+        # the event fan-out to Watch streams, and the scheduled jobs.
+        self.recomputer: Recomputer | None = None
+        self.hub: EventHub | None = None
+        self.scheduler: Scheduler | None = None
+        self._unlisten: Any = None
         # (chain PEM, key PEM, roots PEM, expiry) served to new connections.
         self._tls_lock = threading.Lock()
         self._tls: tuple[bytes, bytes, bytes, datetime] | None = None
@@ -148,6 +165,15 @@ class RegistryServer:
         svid_pb2_grpc.add_SVIDServiceServicer_to_server(SVIDService(runtime), server)
         agents_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(runtime), server)
         tokens_pb2_grpc.add_JoinTokenServiceServicer_to_server(JoinTokenService(runtime), server)
+        self.recomputer = Recomputer(self.store, _trust_policy(config))
+        self.hub = EventHub(self.store)
+        await self.hub.start()
+        hub = self.hub
+        self._unlisten = self.store.add_commit_listener(lambda _seq: hub.notify())
+        trust_pb2_grpc.add_TrustServiceServicer_to_server(
+            TrustService(runtime, self.recomputer), server
+        )
+        events_pb2_grpc.add_EventServiceServicer_to_server(EventService(runtime, hub), server)
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -181,6 +207,13 @@ class RegistryServer:
             self._metrics_server, _thread = self.metrics.serve(host.strip("[]"), int(port))
             self.metrics_port = self._metrics_server.server_port
         self._renewer = asyncio.create_task(self._renew_loop())
+        self.scheduler = Scheduler(
+            self.recomputer,
+            self._executor,
+            recompute_interval=config.trust_recompute_interval_seconds,
+            event_retention=float(config.event_retention_seconds),
+        )
+        self.scheduler.start()
         _log.info(
             "registry.started",
             listen=config.listen,
@@ -207,8 +240,14 @@ class RegistryServer:
                 await self._renewer
             except asyncio.CancelledError:
                 pass
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._unlisten is not None:
+            self._unlisten()
+        if self.hub is not None:
+            await self.hub.stop()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
@@ -341,6 +380,14 @@ class RegistryServer:
             self._issue_serving_certificate()
             _log.info("registry.serving_certificate_renewed")
         self._ensure_operator()
+
+
+def _trust_policy(config: Config) -> Any:
+    from trust import Policy
+
+    if config.trust_policy_file:
+        return Policy.load(config.trust_policy_file)
+    return Policy.default()
 
 
 def make_private_dir(path: Path) -> None:

@@ -68,12 +68,16 @@ def to_event(record: EventRecord) -> events_pb2.Event:
     return event
 
 
+#: A subscriber's filter: (agent DID or None, wire event type) -> wanted?
+Matcher = Callable[[str | None, int], bool]
+
+
 class Subscriber:
     """A Watch stream's mailbox: a bounded queue plus the filter it asked for."""
 
     __slots__ = ("detached", "matches", "queue")
 
-    def __init__(self, matches: Callable[[Delivery], bool], max_queue: int) -> None:
+    def __init__(self, matches: Matcher, max_queue: int) -> None:
         self.matches = matches
         self.queue: asyncio.Queue[Delivery | None] = asyncio.Queue(max_queue)
         # Set when the hub dropped this subscriber for falling behind.
@@ -166,14 +170,22 @@ class EventHub:
         while True:
             records = await asyncio.to_thread(self._source.events_since, self.position, self._batch)
             for record in records:
-                delivery = Delivery(record)
-                for subscriber in list(self._subscribers):
-                    if not subscriber.matches(delivery):
-                        continue
-                    try:
-                        subscriber.queue.put_nowait(delivery)
-                    except asyncio.QueueFull:
-                        self._detach(subscriber)
+                if self._subscribers:
+                    self._deliver(record)
                 self.position = record.seq
             if len(records) < self._batch:
                 return
+
+    def _deliver(self, record: EventRecord) -> None:
+        # Converted once, and only when someone wants it.
+        wire_type = TO_WIRE.get(record.type, events_pb2.EVENT_TYPE_UNSPECIFIED)
+        delivery: Delivery | None = None
+        for subscriber in list(self._subscribers):
+            if not subscriber.matches(record.agent_did, wire_type):
+                continue
+            if delivery is None:
+                delivery = Delivery(record)
+            try:
+                subscriber.queue.put_nowait(delivery)
+            except asyncio.QueueFull:
+                self._detach(subscriber)

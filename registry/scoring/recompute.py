@@ -196,8 +196,8 @@ class Recomputer:
         elif st is None or st.score is None:
             prev_ring = agent.granted_ring
         else:
-            prev_ring = max(st.effective_ring, agent.granted_ring)
-        published_ring = max(ring, agent.granted_ring) if not terminated else SANDBOX
+            prev_ring = st.effective_ring
+        published_ring = ring
         events: list[tuple[str, str | None, dict[str, Any]]] = []
         if score.value == prev_score and tier == prev_tier and published_ring == prev_ring:
             return _Outcome(row, None, events)

@@ -7,6 +7,7 @@ from typing import Any
 
 from mesh.v1 import agents_pb2, agents_pb2_grpc, types_pb2
 from registry.interceptor import current_principal
+from registry.scoring.state import current_state
 from registry.services import _validate as check
 from registry.services._runtime import PB_TO_STATUS, Runtime, agent_pb, key_pb, timestamp
 from registry.status import invalid, not_found
@@ -106,7 +107,11 @@ class AgentService(agents_pb2_grpc.AgentServiceServicer):
             else:
                 agent = tx.agents.terminate(did, reason)
                 event = "agent.terminated"
-            tx.events.append(event, did, {"did": did, "reason": reason, "by": actor})
+            tx.events.append(
+                event,
+                did,
+                {"did": did, "reason": reason, "by": actor, "state": dict(current_state(tx, did))},
+            )
             tx.audit.append(actor, f"agent.{action}", did, {"reason": reason})
             current = tx.keys.current(did)
         return agent_pb(agent, current)

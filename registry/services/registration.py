@@ -36,6 +36,7 @@ from mesh.keys.identity_key import key_id
 from mesh.registration import verify_proof
 from mesh.spiffeid import agent_spiffe_id
 from mesh.v1 import registration_pb2, registration_pb2_grpc
+from registry.scoring.state import current_state
 from registry.services import _validate as check
 from registry.services._runtime import Runtime, timestamp
 from registry.status import RpcError, invalid, precondition, unauthenticated
@@ -219,7 +220,13 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             tx.events.append(
                 "agent.registered",
                 p.did,
-                {"did": p.did, "name": record.agent_name, "spiffe_id": p.spiffe_id, "kid": p.kid},
+                {
+                    "did": p.did,
+                    "name": record.agent_name,
+                    "spiffe_id": p.spiffe_id,
+                    "kid": p.kid,
+                    "state": dict(current_state(tx, p.did)),
+                },
             )
             tx.audit.append(
                 f"join-token:{record.id}",

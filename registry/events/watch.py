@@ -1,0 +1,182 @@
+"""EventService.Watch: a snapshot, then every event after it, live; resumable.
+
+One stream, in order:
+
+1. ``from_sequence == 0``: every matching agent's state read in ONE snapshot
+   together with the last sequence S it reflects, then ``SnapshotDone(S)``;
+   ``from_sequence == N``: checked to be still in the table (else OUT_OF_RANGE:
+   pruned, start again from 0) and not ahead of it;
+2. catch up from the event table (the source of truth) until the stream has
+   reached the hub's position;
+3. attach to the hub with no ``await`` between reading ``hub.position`` and
+   ``attach`` (so nothing slips between the table read and the live feed), and
+   forward the live tail, dropping anything at or below the last sequence sent;
+4. if the hub detaches the stream (its queue filled: a slow reader), go back
+   to 2: the slow stream catches up from the table at its own pace while the
+   hub and every other stream carry on.
+
+Filters (agent DIDs, event types) apply to both the snapshot and the events.
+Agents may watch only themselves; enforcers and operators may watch all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+
+from mesh.v1 import events_pb2, events_pb2_grpc
+from registry.auth import PrincipalKind
+from registry.events.hub import Delivery, EventHub, Subscriber
+from registry.events.state import to_wire
+from registry.events.types import FROM_WIRE, TO_WIRE
+from registry.interceptor import current_principal
+from registry.scoring.state import state_payload
+from registry.services import _validate as check
+from registry.services._runtime import Runtime
+from registry.status import RpcError, denied, invalid
+from registry.store.records import EventRecord
+
+MAX_AGENT_FILTER = 1000
+CATCH_UP_BATCH = 1000
+
+
+def pruned(position: int) -> RpcError:
+    return RpcError(
+        grpc.StatusCode.OUT_OF_RANGE,
+        f"events after sequence {position} were pruned from the registry; "
+        "start again from sequence 0 for a fresh snapshot",
+    )
+
+
+class EventService(events_pb2_grpc.EventServiceServicer):
+    def __init__(self, runtime: Runtime, hub: EventHub) -> None:
+        self._rt = runtime
+        self._hub = hub
+
+    async def Watch(
+        self, request: events_pb2.WatchRequest, context: Any
+    ) -> AsyncIterator[events_pb2.WatchResponse]:
+        dids, types = self._filters(request)
+        did_set = frozenset(dids)
+        type_set = frozenset(types)
+
+        def matches(agent_did: str | None, wire_type: int) -> bool:
+            if did_set and agent_did not in did_set:
+                return False
+            return not type_set or wire_type in type_set
+
+        position = int(request.from_sequence)
+        if position == 0:
+            rows, position = await self._rt.run(self._snapshot, dids or None)
+            for row in rows:
+                yield events_pb2.WatchResponse(snapshot=row)
+            yield events_pb2.WatchResponse(
+                snapshot_done=events_pb2.SnapshotDone(sequence=position)
+            )
+        else:
+            await self._rt.run(self._check_resumable, position)
+        hub = self._hub
+        only = dids[0] if len(dids) == 1 else None
+        subscriber = Subscriber(matches, hub.max_queue)
+        try:
+            while True:
+                # Catch up from the table until level with the hub.
+                while position < hub.position:
+                    records, position = await self._rt.run(self._catch_up, position, only)
+                    for record in records:
+                        if matches(record.agent_did, _wire_type(record)):
+                            yield Delivery(record).response
+                # No await between this comparison and attach (see the module docstring).
+                if position < hub.position:
+                    continue
+                hub.attach(subscriber)
+                while True:
+                    delivery = await subscriber.queue.get()
+                    if delivery is None:
+                        break  # detached for falling behind: back to the table
+                    if delivery.seq <= position:
+                        continue
+                    position = delivery.seq
+                    yield delivery.response
+        finally:
+            hub.detach(subscriber)
+
+    def _filters(self, request: events_pb2.WatchRequest) -> tuple[list[str], list[int]]:
+        principal = current_principal()
+        if len(request.agent_dids) > MAX_AGENT_FILTER:
+            raise invalid("agent_dids", f"at most {MAX_AGENT_FILTER} agents per stream")
+        dids: list[str] = []
+        for i, text in enumerate(request.agent_dids):
+            did = str(check.did(f"agent_dids[{i}]", text))
+            if did not in dids:
+                dids.append(did)
+        if principal.kind is PrincipalKind.AGENT:
+            if not dids:
+                dids = [principal.did]
+            elif dids != [principal.did]:
+                raise denied(
+                    f"an agent may watch only itself ({principal.did}); enforcers and "
+                    "operators watch other agents"
+                )
+        types: list[int] = []
+        for i, value in enumerate(request.types):
+            if value not in FROM_WIRE:
+                raise invalid(f"types[{i}]", f"unknown event type {value}")
+            types.append(int(value))
+        return dids, types
+
+    def _snapshot(
+        self, dids: Sequence[str] | None
+    ) -> tuple[list[events_pb2.AgentState], int]:
+        with self._rt.store.read() as view:
+            # One read snapshot: the rows and the sequence they reflect agree.
+            sequence = view.events.latest_seq()
+            rows = view.trust.snapshot(dids)
+        return [
+            to_wire(
+                row.did,
+                dict(
+                    state_payload(
+                        status=row.status,
+                        granted_ring=row.granted_ring,
+                        current_kid=row.current_kid,
+                        score=row.score,
+                        tier=row.tier,
+                        effective_ring=row.effective_ring if row.score is not None else None,
+                    )
+                ),
+            )
+            for row in rows
+        ], sequence
+
+    def _check_resumable(self, position: int) -> None:
+        with self._rt.store.read() as view:
+            latest = view.events.latest_seq()
+            oldest = view.trust.oldest_event_seq()
+        if position > latest:
+            raise RpcError(
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"from_sequence {position} is ahead of this registry (last event {latest}); "
+                "start again from sequence 0 for a fresh snapshot",
+            )
+        if position < latest and (oldest is None or oldest > position + 1):
+            raise pruned(position)
+
+    def _catch_up(self, position: int, only: str | None) -> tuple[list[EventRecord], int]:
+        """Events after ``position`` (only ``only``'s when set) and the new position."""
+        with self._rt.store.read() as view:
+            latest = view.events.latest_seq()
+            oldest = view.trust.oldest_event_seq()
+            if position < latest and (oldest is None or oldest > position + 1):
+                raise pruned(position)
+            records = view.events.since(position, limit=CATCH_UP_BATCH, agent_did=only)
+        if len(records) < CATCH_UP_BATCH:
+            # Everything up to `latest` was scanned in this snapshot.
+            return records, max(latest, position)
+        return records, records[-1].seq
+
+
+def _wire_type(record: EventRecord) -> int:
+    return TO_WIRE.get(record.type, events_pb2.EVENT_TYPE_UNSPECIFIED)

@@ -658,3 +658,15 @@ def test_postgres_lock_wait_is_bounded(request: pytest.FixtureRequest, tmp_path:
         assert [e.type for e in s.events_since(0)] == ["x"]
     finally:
         s.close()
+
+
+def test_nested_transactions_are_refused_not_deadlocked(store: Store) -> None:
+    with store.transaction() as tx:
+        _agent(tx)
+        with pytest.raises(StoreError, match="already open"), store.transaction():
+            pass
+        # Reading meanwhile is fine (it does not see the uncommitted agent).
+        assert store.find_agent("did:mesh:agent1") is None
+    assert store.find_agent("did:mesh:agent1") is not None
+    with store.transaction() as tx:  # the flag was cleared
+        _agent(tx, 2)

@@ -110,6 +110,7 @@ class Store:
         self._write_lock = write_lock
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
+        self._local = threading.local()
 
     # -- facts ---------------------------------------------------------------
 
@@ -137,7 +138,26 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """A read-write unit of work; commits on normal exit, rolls back on error."""
+        """A read-write unit of work; commits on normal exit, rolls back on error.
+
+        Not re-entrant: opening a second transaction on the same thread while
+        one is open raises StoreError (it would wait on the first one's locks
+        forever). ``store.read()`` inside a transaction is fine.
+        """
+        if getattr(self._local, "in_transaction", False):
+            raise StoreError(
+                "a store transaction is already open on this thread",
+                hint="use the open transaction's repositories instead of opening another",
+            )
+        self._local.in_transaction = True
+        try:
+            with self._transaction() as tx:
+                yield tx
+        finally:
+            self._local.in_transaction = False
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Transaction]:
         unit: Unit | None = None
         with self._writer():
             with translated():

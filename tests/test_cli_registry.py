@@ -168,6 +168,8 @@ def test_token_revoke_and_terminate(
     assert failed.returncode == 1 and "UNAUTHENTICATED" in failed.stderr
 
     token = run("token", "create", "--name", "tests/cli-term", *op, cwd=tmp_path).stdout.strip()
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
     did = run(
         "register",
         "--registry",
@@ -176,8 +178,8 @@ def test_token_revoke_and_terminate(
         registry.mtls_address,
         "--bundle",
         str(registry.server.bundle_path),
-        "--token",
-        token,
+        "--token-file",
+        str(token_file),
         "--out",
         str(tmp_path / "b"),
         cwd=tmp_path,

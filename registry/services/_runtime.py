@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.timestamp_pb2 import Timestamp  # type: ignore[import-untyped]
 
 from mesh.spiffeid import TrustDomain
 from mesh.v1 import types_pb2

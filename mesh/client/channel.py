@@ -325,7 +325,7 @@ class RegistryChannel(_ChannelSet[grpc.Channel]):
                 finally:
                     self._release(slot)
                 self._fail_over(slot)
-        raise _exhausted(self.addresses, last, self.retry.rounds)
+        raise _exhausted(self.addresses, last, self.retry.rounds, self._tls.mutual)
 
     def close(self) -> None:
         """Close the channel once running calls have returned. Idempotent."""
@@ -382,7 +382,7 @@ class AsyncRegistryChannel(_ChannelSet[grpc.aio.Channel]):
                 finally:
                     self._release(slot)
                 self._fail_over(slot)
-        raise _exhausted(self.addresses, last, self.retry.rounds)
+        raise _exhausted(self.addresses, last, self.retry.rounds, self._tls.mutual)
 
     async def close(self) -> None:
         ready = self._shutdown()
@@ -409,6 +409,8 @@ def _details(exc: grpc.RpcError) -> str:
     return str(text) if text else "UNAVAILABLE"
 
 
-def _exhausted(addresses: tuple[str, ...], last: str, rounds: int) -> RegistryError:
+def _exhausted(
+    addresses: tuple[str, ...], last: str, rounds: int, mutual: bool
+) -> RegistryError:
     tries = "once" if rounds == 1 else f"{rounds} times"
-    return unavailable(addresses, f"{last} (tried each address {tries})")
+    return unavailable(addresses, f"{last} (tried each address {tries})", mutual=mutual)

@@ -102,8 +102,19 @@ _CLASSES: dict[grpc.StatusCode, type[RegistryError]] = {
 }
 
 
-def unavailable(addresses: list[str] | tuple[str, ...], detail: str) -> RegistryUnavailable:
+def unavailable(
+    addresses: list[str] | tuple[str, ...], detail: str, *, mutual: bool = False
+) -> RegistryUnavailable:
     where = ", ".join(addresses)
+    if mutual:
+        return RegistryUnavailable(
+            f"cannot reach the registry's mutual-TLS address {where}: {detail}",
+            hint=(
+                "is the registry running? start it with `mesh serve`; its mTLS port is the "
+                "--registry port + 1 unless it was started with another mtls_listen (then pass "
+                "--registry-mtls HOST:PORT)"
+            ),
+        )
     return RegistryUnavailable(
         f"cannot reach the registry at {where}: {detail}",
         hint=(

@@ -380,6 +380,15 @@ class RegistryServer:
             self._issue_serving_certificate()
             _log.info("registry.serving_certificate_renewed")
         self._ensure_operator()
+        self._purge_challenges()
+
+    def _purge_challenges(self) -> None:
+        """Drop expired registration challenges (used or not): they can never be used again."""
+        assert self.store is not None
+        with self.store.transaction() as tx:
+            purged = tx.challenges.purge_expired()
+        if purged:
+            _log.debug("registry.challenges_purged", count=purged)
 
 
 def _trust_policy(config: Config) -> Any:

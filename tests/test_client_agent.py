@@ -401,3 +401,64 @@ def test_encrypted_identity_key_and_metadata(
     with AgentClient(None, agent_dir) as no_passphrase:
         with pytest.raises(MeshError, match="passphrase"):
             no_passphrase.register()
+
+
+def test_renewal_loop_reregisters_when_the_svid_is_not_accepted(
+    registry: RunningRegistry, operator: OperatorClient, tmp_path: Path
+) -> None:
+    """An SVID the registry does not hold on record (UNAUTHENTICATED) -> re-register by key."""
+    from cryptography.hazmat.primitives import serialization
+
+    from mesh.client._internal.flow import new_svid_key
+
+    client, reg = _new_agent(registry, operator, tmp_path, "tests/client-unknown-svid")
+    client.close()
+    # A certificate from the registry's CA that was never recorded as issued to this agent.
+    key, csr = new_svid_key()
+    chain = registry.ca.issue_x509_svid(csr, reg.spiffe_id)
+    agent_dir = tmp_path / "agent"
+    (agent_dir / "svid.0.pem").write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    )
+    (agent_dir / "svid.0.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    renewed: list[Registration] = []
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        return len(waits) > 1
+
+    with AgentClient(None, agent_dir, wait=wait, on_renewed=renewed.append) as loop:
+        with pytest.raises(MeshError, match="UNAUTHENTICATED"):
+            loop.renew()
+        loop.start_renewal()
+        loop._thread.join(60)  # type: ignore[union-attr]
+        assert loop.last_error is None
+    assert len(renewed) == 1 and renewed[0].did == reg.did and not renewed[0].created
+    assert _check_on_disk(agent_dir, reg.did).leaf.serial_number == renewed[0].serial_number
+
+
+def test_registration_fails_over_to_a_live_registry(
+    registry: RunningRegistry, operator: OperatorClient, tmp_path: Path
+) -> None:
+    dead, dead_mtls = f"127.0.0.1:{_closed_port()}", f"127.0.0.1:{_closed_port()}"
+    token = operator.create_token("tests/client-failover")
+    with AgentClient(
+        [dead, registry.address],
+        tmp_path / "agent",
+        registry.bundle_pem,
+        mtls_registry=[dead_mtls, registry.mtls_address],
+    ) as client:
+        reg = client.register(token.token)
+        assert reg.created
+        assert client.renew().did == reg.did
+        assert client.fetch_jwt_svid("failover")
+    info = json.loads((tmp_path / "agent" / "agent.json").read_text())
+    assert info["registry"] == f"{dead},{registry.address}"
+    assert info["registry_mtls"] == f"{dead_mtls},{registry.mtls_address}"

@@ -64,6 +64,9 @@ RULES: Mapping[str, Rule] = {
     "/mesh.v1.TrustService/GrantRing": Rule.OPERATOR,
     # Events.
     "/mesh.v1.EventService/Watch": Rule.WATCHER,
+    # Message verification for thin clients.
+    "/mesh.v1.VerifyService/Verify": Rule.AUTHENTICATED,
+    "/mesh.v1.VerifyService/VerifyBatch": Rule.AUTHENTICATED,
     # Standard services.
     "/grpc.health.v1.Health/Check": Rule.PUBLIC,
     "/grpc.health.v1.Health/Watch": Rule.PUBLIC,

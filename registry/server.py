@@ -47,6 +47,8 @@ from mesh.v1 import (
     tokens_pb2_grpc,
     trust_pb2,
     trust_pb2_grpc,
+    verify_pb2,
+    verify_pb2_grpc,
 )
 from registry.auth import Authenticator
 from registry.ca.certificate_authority import CertificateAuthority
@@ -64,6 +66,7 @@ from registry.services.registration import RegistrationService
 from registry.services.svid import SVIDService
 from registry.services.tokens import JoinTokenService
 from registry.services.trust import TrustService
+from registry.services.verify import VerifyService
 from registry.store import Store, StoreOptions, open_store
 
 OPERATOR_NAME = "admin"
@@ -82,6 +85,7 @@ SERVICE_NAMES = (
     tokens_pb2.DESCRIPTOR.services_by_name["JoinTokenService"].full_name,
     trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    verify_pb2.DESCRIPTOR.services_by_name["VerifyService"].full_name,
 )
 
 
@@ -174,6 +178,8 @@ class RegistryServer:
             TrustService(runtime, self.recomputer), server
         )
         events_pb2_grpc.add_EventServiceServicer_to_server(EventService(runtime, hub), server)
+        self.verify = VerifyService(runtime)
+        verify_pb2_grpc.add_VerifyServiceServicer_to_server(self.verify, server)
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -364,3 +364,26 @@ def test_while_the_registry_is_down_fetches_are_spaced_by_retry_after() -> None:
     source.down = False
     verify(peer, clock, OLD, T0 + timedelta(seconds=1))
     assert source.calls == 2
+
+
+def test_times_within_the_second_of_issued_at_resolve_safely() -> None:
+    # issued-at has whole-second resolution: a key rotated out at 12:00:00.3 must not pass
+    # an old-key message "issued at 12:00:00" (it may have been signed at 12:00:00.9),
+    # while a key incepted at 12:00:00.7 does sign messages issued at 12:00:00.
+    rotation = ROTATED + timedelta(milliseconds=300)
+    history = KeyHistory.incept(OLD, T0 + timedelta(milliseconds=700)).rotate(OLD, NEW, rotation)
+    source, clock = Histories(history), Clock(ROTATED)
+    peer, follower = make(source, clock)
+    go_live(follower)
+    verify(peer, clock, OLD, ROTATED - timedelta(seconds=1))
+    with pytest.raises(RevokedKey, match="signed after"):
+        verify(peer, clock, OLD, ROTATED)
+    verify(peer, clock, NEW, ROTATED)
+    source2 = Histories(KeyHistory.incept(OLD, T0 + timedelta(milliseconds=700)))
+    source2.compromised[OLD.kid] = T0 + timedelta(hours=1, milliseconds=300)
+    clock = Clock(T0 + timedelta(hours=1))
+    peer, follower = make(source2, clock)
+    go_live(follower)
+    verify(peer, clock, OLD, T0)
+    with pytest.raises(RevokedKey, match="compromised"):
+        verify(peer, clock, OLD, T0 + timedelta(hours=1))

@@ -41,9 +41,15 @@ from mesh.envelope.errors import RevokedKey, UnknownKey
 from mesh.errors import MeshError
 from mesh.v1 import events_pb2, types_pb2
 from mesh.verifier.errors import KeyStatusUnavailable
-from mesh.verifier.record import KeyRecord, ResolutionError, SenderRecord, record_from_resolution
+from mesh.verifier.record import (
+    KeyRecord,
+    ResolutionError,
+    SenderRecord,
+    record_from_resolution,
+    whole_second,
+)
 from mesh.verifier.source import DIDSource
-from mesh.watch import Subscription
+from mesh.watch import Subscription, WatchHandler
 
 log = logging.getLogger(__name__)
 
@@ -327,6 +333,21 @@ class PeerVerifier:
     def _forget(self, sender: str) -> None:
         self._records.pop(sender, None)
 
+    def follow_feed(self, after_sequence: int) -> WatchHandler:
+        """Follow an event feed other than Watch (e.g. the registry's own event log).
+
+        The feed is positioned after ``after_sequence``; the cache counts as exact
+        from now on. Give the returned handler every later event in order
+        (``handler.event``), and call ``handler.disconnected(why)`` when the feed
+        cannot be read (staleness then runs) and ``handler.connected()`` when it
+        can again.
+        """
+        follower = _Follower(self)
+        with self._lock:
+            self._position = after_sequence
+        self._go_live()
+        return follower
+
     def prefetch(self, senders: Iterable[str]) -> None:
         """Resolve ``senders`` now, so their first messages verify from memory."""
         for sender in senders:
@@ -385,8 +406,8 @@ class PeerVerifier:
         if old is None or new_kid == record.current_kid:
             return
         at = event.at.ToDatetime(tzinfo=UTC) if event.HasField("at") else datetime.now(UTC)
-        if old.rotated_at is None or old.rotated_at > at:
-            record.keys[record.current_kid] = KeyRecord(
+        if old.rotated_at is None or old.rotated_at > whole_second(at):
+            record.keys[record.current_kid] = KeyRecord.of(
                 old.public_key, old.valid_from, at, old.compromised_at
             )
 
@@ -399,8 +420,8 @@ class PeerVerifier:
         if key is None or when is None or not isinstance(kid, str):
             record.suspended = True  # which key, since when: unknown until we fetch
             return
-        if key.compromised_at is None or key.compromised_at > when:
-            record.keys[kid] = KeyRecord(key.public_key, key.valid_from, key.rotated_at, when)
+        if key.compromised_at is None or key.compromised_at > whole_second(when):
+            record.keys[kid] = KeyRecord.of(key.public_key, key.valid_from, key.rotated_at, when)
 
     def _apply_snapshot_state(self, state: events_pb2.AgentState) -> None:
         with self._lock:
@@ -465,7 +486,7 @@ class _Follower:
     def connected(self) -> None:
         # A resumed stream replays what we missed at once; a fresh one is live once
         # its snapshot is applied.
-        if self._v._position > 0:
+        if self._v._position > 0 or self._v._synced.is_set():
             self._v._go_live()
 
     def disconnected(self, reason: str) -> None:

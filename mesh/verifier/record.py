@@ -25,12 +25,38 @@ class ResolutionError(MeshError):
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
-    """One key of a sender: valid from ``valid_from``; rotated out at ``rotated_at``."""
+    """One key of a sender: valid from ``valid_from``; rotated out at ``rotated_at``.
+
+    Every time is cut to the whole second (:func:`whole_second`), the resolution
+    of a message's issued-at: a key incepted at 12:00:00.7 signs messages issued
+    at 12:00:00, and a key rotated out or compromised at 12:00:00.3 must not
+    pass a message issued "at 12:00:00" that may have been signed after it.
+    """
 
     public_key: bytes
     valid_from: datetime
     rotated_at: datetime | None
     compromised_at: datetime | None
+
+    @classmethod
+    def of(
+        cls,
+        public_key: bytes,
+        valid_from: datetime,
+        rotated_at: datetime | None,
+        compromised_at: datetime | None,
+    ) -> KeyRecord:
+        return cls(
+            public_key,
+            whole_second(valid_from),
+            whole_second(rotated_at) if rotated_at is not None else None,
+            whole_second(compromised_at) if compromised_at is not None else None,
+        )
+
+
+def whole_second(at: datetime) -> datetime:
+    """``at`` without its fraction of a second (the resolution of issued-at)."""
+    return at.replace(microsecond=0)
 
 
 @dataclass(slots=True)
@@ -94,7 +120,7 @@ def _from_history(
     if str(history.did) != did:
         raise ResolutionError(f"the key history for {did} is the history of {history.did}")
     keys = {
-        p.kid: KeyRecord(p.public_key, p.valid_from, p.rotated_at, compromised.get(p.kid))
+        p.kid: KeyRecord.of(p.public_key, p.valid_from, p.rotated_at, compromised.get(p.kid))
         for p in history.periods
     }
     return keys, history.current.kid
@@ -111,7 +137,7 @@ def _inception_only(did: str, resolution: Resolution) -> tuple[dict[str, KeyReco
         raise ResolutionError(f"the inception key the registry sent for {did} is not valid")
     if not DID.parse(did).matches_key(public_key):
         raise ResolutionError(f"{did} is not derived from the inception key the registry sent")
-    record = KeyRecord(
+    record = KeyRecord.of(
         public_key, inception.valid_from, inception.rotated_at, inception.compromised_at
     )
     return {inception.kid: record}, inception.kid

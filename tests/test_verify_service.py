@@ -1,0 +1,176 @@
+"""VerifyService against the real registry: verdicts per rule, revocation, batches, authz."""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+import pytest
+
+from fixtures_registry import RunningRegistry
+from mesh.envelope import sign_jws, sign_message
+from mesh.v1 import agents_pb2, verify_pb2, verify_pb2_grpc
+
+ME = "spiffe://test.mesh/agent/me"
+
+
+def stub(channel: grpc.Channel) -> verify_pb2_grpc.VerifyServiceStub:
+    return verify_pb2_grpc.VerifyServiceStub(channel)
+
+
+def envelope_json(agent: object, payload: bytes = b"hi", audience: str = ME) -> str:
+    return sign_message(agent.identity, agent.did, "text/plain", payload, audience).to_json()  # type: ignore[attr-defined]
+
+
+def test_a_valid_message_gets_a_valid_verdict_with_its_fields(registry: RunningRegistry) -> None:
+    alice = registry.register("verify/alice")
+    envelope = sign_message(alice.identity, alice.did, "text/plain", b"hi", ME)
+    for caller in (registry.operator(), registry.register("verify/bob").channel()):
+        verdict = stub(caller).Verify(
+            verify_pb2.VerifyRequest(
+                message=verify_pb2.SignedMessage(envelope_json=envelope.to_json()),
+                audiences=[ME],
+            ),
+            timeout=30,
+        )
+        assert verdict.valid, verdict.message
+        assert verdict.reason == verify_pb2.VERIFY_REASON_VALID
+        assert (verdict.sender, verdict.kid) == (alice.did, alice.identity.kid)
+        assert verdict.nonce == envelope.nonce
+        assert verdict.expires_at.seconds == envelope.expires_at
+
+
+def test_every_wire_form_is_accepted(registry: RunningRegistry) -> None:
+    alice = registry.register("verify/forms")
+    envelope = sign_message(alice.identity, alice.did, "t", b"x", ME)
+    jws = sign_jws(alice.identity, alice.did, "t", b"x", ME)
+    response = stub(registry.operator()).VerifyBatch(
+        verify_pb2.VerifyBatchRequest(
+            messages=[
+                verify_pb2.SignedMessage(envelope_binary=envelope.to_bytes()),
+                verify_pb2.SignedMessage(jws=jws),
+            ],
+            audiences=[ME],
+        ),
+        timeout=30,
+    )
+    assert [v.valid for v in response.verdicts] == [True, True]
+
+
+def test_a_batch_gets_one_verdict_per_message_in_order(registry: RunningRegistry) -> None:
+    alice = registry.register("verify/batch")
+    stranger = registry.register("verify/stranger")
+    good = sign_message(alice.identity, alice.did, "t", b"x", ME)
+    forged = sign_message(stranger.identity, alice.did, "t", b"x", ME)  # wrong key for alice
+    tampered = good.to_json().replace('"payload":"eA"', '"payload":"eQ"')
+    unknown = sign_message(stranger.identity, stranger.did, "t", b"x", ME)
+    elsewhere = sign_message(alice.identity, alice.did, "t", b"x", "spiffe://test.mesh/agent/x")
+    items = [
+        verify_pb2.SignedMessage(envelope_json=good.to_json()),
+        verify_pb2.SignedMessage(envelope_json=forged.to_json()),
+        verify_pb2.SignedMessage(envelope_json=tampered),
+        verify_pb2.SignedMessage(envelope_json="{not json"),
+        verify_pb2.SignedMessage(envelope_json=elsewhere.to_json()),
+        verify_pb2.SignedMessage(),
+        verify_pb2.SignedMessage(envelope_json=unknown.to_json()),
+    ]
+    # A batch large enough to be split across the worker threads keeps its order.
+    items = items * 20
+    response = stub(registry.operator()).VerifyBatch(
+        verify_pb2.VerifyBatchRequest(messages=items, audiences=[ME]), timeout=60
+    )
+    expected = [
+        "Valid",
+        "UnknownKey",  # alice has no key with the stranger's kid
+        "BadSignature",
+        "MalformedMessage",
+        "WrongAudience",
+        "MalformedMessage",
+        "Valid",
+    ] * 20
+    assert [v.reason_name for v in response.verdicts] == expected
+    assert response.verdicts[2].reason == verify_pb2.VERIFY_REASON_BAD_SIGNATURE
+    assert all(v.message for v in response.verdicts if not v.valid)
+
+
+def test_a_revocation_is_honoured_by_the_next_call(registry: RunningRegistry) -> None:
+    alice = registry.register("verify/revoked")
+    service = stub(registry.operator())
+    first = verify_pb2.SignedMessage(envelope_json=envelope_json(alice, b"1"))
+    assert service.Verify(verify_pb2.VerifyRequest(message=first), timeout=30).valid
+    registry.agents(registry.operator()).RevokeAgent(
+        agents_pb2.RevokeAgentRequest(did=alice.did, reason="test"), timeout=30
+    )
+    second = verify_pb2.SignedMessage(envelope_json=envelope_json(alice, b"2"))
+    verdict = service.Verify(verify_pb2.VerifyRequest(message=second), timeout=30)
+    assert not verdict.valid
+    assert verdict.reason == verify_pb2.VERIFY_REASON_REVOKED_KEY
+    assert "revoked" in verdict.message
+
+
+def test_batch_size_is_bounded_with_a_precise_error(registry: RunningRegistry) -> None:
+    alice = registry.register("verify/bounds")
+    item = verify_pb2.SignedMessage(envelope_json=envelope_json(alice))
+    service = stub(registry.operator())
+    assert len(
+        service.VerifyBatch(verify_pb2.VerifyBatchRequest(messages=[item] * 1000), timeout=60)
+        .verdicts
+    ) == 1000
+    for size, words in ((1001, "holds 1001 messages; at most 1000"), (0, "is empty")):
+        with pytest.raises(grpc.RpcError) as info:
+            service.VerifyBatch(verify_pb2.VerifyBatchRequest(messages=[item] * size), timeout=60)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "messages" in info.value.details() and words in info.value.details()
+
+
+def test_bad_requests_are_invalid_argument(registry: RunningRegistry) -> None:
+    service = stub(registry.operator())
+    cases = [
+        (verify_pb2.VerifyRequest(), "message: is required"),
+        (
+            verify_pb2.VerifyRequest(
+                message=verify_pb2.SignedMessage(jws="a.b.c"), audiences=[""]
+            ),
+            "audiences[0]",
+        ),
+        (
+            verify_pb2.VerifyRequest(
+                message=verify_pb2.SignedMessage(jws="a.b.c"), audiences=["x"] * 17
+            ),
+            "audiences: holds 17",
+        ),
+    ]
+    for request, words in cases:
+        with pytest.raises(grpc.RpcError) as info:
+            service.Verify(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert words in info.value.details()
+    # Hostile bytes in a message are a verdict, not an error.
+    verdict = service.Verify(
+        verify_pb2.VerifyRequest(message=verify_pb2.SignedMessage(envelope_binary=os.urandom(300))),
+        timeout=30,
+    )
+    assert verdict.reason == verify_pb2.VERIFY_REASON_MALFORMED_MESSAGE
+
+
+def test_any_authenticated_caller_and_no_one_else(registry: RunningRegistry) -> None:
+    alice = registry.register("verify/authz")
+    request = verify_pb2.VerifyRequest(
+        message=verify_pb2.SignedMessage(envelope_json=envelope_json(alice))
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub(registry.anonymous()).Verify(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as info:
+        stub(registry.anonymous()).VerifyBatch(
+            verify_pb2.VerifyBatchRequest(messages=[request.message]), timeout=30
+        )
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # A revoked agent can no longer call.
+    caller = registry.register("verify/caller")
+    registry.agents(registry.operator()).RevokeAgent(
+        agents_pb2.RevokeAgentRequest(did=caller.did, reason="test"), timeout=30
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub(caller.channel()).Verify(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

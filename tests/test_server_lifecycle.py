@@ -159,3 +159,37 @@ def test_status_mapping_and_log_redaction() -> None:
     event = redact(None, "info", {"event": "x", "private_key": "k", "join_token": "t", "kid": "i"})
     assert event == {"event": "x", "private_key": "[redacted]", "join_token": "[redacted]",
                      "kid": "i"}
+
+
+def test_reflection_lists_the_services(registry: RunningRegistry) -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    stub = reflection_pb2_grpc.ServerReflectionStub(registry.anonymous())
+    replies = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    names = {s.name for r in replies for s in r.list_services_response.service}
+    assert {
+        "mesh.v1.RegistrationService",
+        "mesh.v1.SVIDService",
+        "mesh.v1.AgentService",
+        "mesh.v1.JoinTokenService",
+        "grpc.health.v1.Health",
+    } <= names
+
+
+def test_expired_challenges_are_purged(registry: RunningRegistry) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    nonce = "ab" * 32
+    with registry.store.transaction() as tx:
+        tx.challenges.create(
+            nonce=nonce,
+            purpose="register",
+            trust_domain=registry.config.trust_domain,
+            expires_at=datetime.now(UTC) + timedelta(milliseconds=300),
+        )
+    time.sleep(0.4)
+    registry.server._purge_challenges()
+    with registry.store.read() as view:
+        assert view.challenges.find(nonce) is None

@@ -6,8 +6,8 @@ import os
 
 import grpc
 import pytest
-
 from fixtures_registry import RunningRegistry
+
 from mesh.envelope import sign_jws, sign_message
 from mesh.v1 import agents_pb2, verify_pb2, verify_pb2_grpc
 

@@ -60,6 +60,7 @@ from registry.logs import get_logger
 from registry.metrics import Metrics
 from registry.scheduler import Scheduler
 from registry.scoring import Recomputer
+from registry.services._challenge import load_or_create_key
 from registry.services._runtime import Runtime
 from registry.services.agents import AgentService
 from registry.services.registration import RegistrationService
@@ -69,6 +70,7 @@ from registry.services.trust import TrustService
 from registry.services.verify import VerifyService
 from registry.store import Store, StoreOptions, open_store
 
+CHALLENGE_KEY = "challenge.key"
 OPERATOR_NAME = "admin"
 OPERATOR_DIR = "operator"
 OPERATOR_CERT = "operator.pem"
@@ -114,6 +116,7 @@ class RegistryServer:
         self._executor: ThreadPoolExecutor | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._metrics_server: Any = None
+        self._challenge_key: bytes | None = None
         # Trust and events: the recompute (shared by the scheduler and TrustService),
         # the event fan-out to Watch streams, and the scheduled jobs.
         self.recomputer: Recomputer | None = None
@@ -150,6 +153,7 @@ class RegistryServer:
             store=self.store,
             metrics=self.metrics,
             executor=self._executor,
+            challenge_key=self._challenge_key,
         )
 
         async def in_thread(fn: Any, *args: Any) -> Any:
@@ -280,6 +284,7 @@ class RegistryServer:
             options=StoreOptions(sqlite_synchronous=config.sqlite_synchronous.upper()),
         )
         self.store.upgrade()
+        self._challenge_key = load_or_create_key(config.data_dir / CHALLENGE_KEY)
         self.operator = self._ensure_operator()
         self._issue_serving_certificate()
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -19,6 +20,7 @@ from mesh.spiffeid import TrustDomain
 from mesh.v1 import types_pb2
 from registry.config import Config
 from registry.metrics import Metrics
+from registry.services._challenge import ChallengeMinter
 from registry.store.records import AgentKeyRecord, AgentRecord
 
 T = TypeVar("T")
@@ -45,6 +47,7 @@ class Runtime:
         store: Any,
         metrics: Metrics,
         executor: ThreadPoolExecutor,
+        challenge_key: bytes | None = None,
     ) -> None:
         self.config = config
         self.trust_domain = TrustDomain.parse(config.trust_domain)
@@ -52,6 +55,12 @@ class Runtime:
         self.store = store
         self.metrics = metrics
         self.executor = executor
+        # Replicas share the key (DIR/challenge.key); without one, this process makes its own.
+        self.challenges = ChallengeMinter(
+            challenge_key or secrets.token_bytes(32),
+            self.trust_domain.name,
+            timedelta(seconds=config.challenge_ttl_seconds),
+        )
         self._bundle_lock = threading.Lock()
         self._bundle: tuple[int, float, types_pb2.TrustBundle, frozenset[bytes]] | None = None
 

@@ -22,9 +22,8 @@ GetChallenge); re-registering a revoked agent is FAILED_PRECONDITION.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -63,29 +62,17 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         self._rt = runtime
         self._td = runtime.trust_domain.name
         self._svid_ttl = timedelta(seconds=runtime.config.x509_svid_ttl_seconds)
-        self._challenge_ttl = timedelta(seconds=runtime.config.challenge_ttl_seconds)
 
     # -- GetChallenge ------------------------------------------------------------
 
     async def GetChallenge(
         self, request: registration_pb2.GetChallengeRequest, context: Any
     ) -> registration_pb2.Challenge:
-        nonce = secrets.token_bytes(check.NONCE_BYTES)
-        expires_at = await self._rt.run(self._store_challenge, nonce)
+        # Pure CPU (an HMAC): no store write, no thread hop.
+        nonce, expires_at = self._rt.challenges.mint()
         return registration_pb2.Challenge(
             nonce=nonce, trust_domain=self._td, expires_at=timestamp(expires_at)
         )
-
-    def _store_challenge(self, nonce: bytes) -> datetime:
-        expires_at = datetime.now(UTC) + self._challenge_ttl
-        with self._rt.store.transaction() as tx:
-            tx.challenges.create(
-                nonce=nonce.hex(),
-                purpose=CHALLENGE_PURPOSE,
-                trust_domain=self._td,
-                expires_at=expires_at,
-            )
-        return expires_at
 
     # -- Register ----------------------------------------------------------------
 
@@ -98,6 +85,8 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         proof = check.exact_bytes("proof", request.proof, check.SIGNATURE_BYTES, "a signature")
         csr = check.csr("csr", request.csr)
         metadata = check.metadata("metadata", request.metadata)
+        # A nonce this registry never minted, or an expired one, is refused before any work.
+        self._rt.challenges.check(nonce)
         history_text = request.key_history
         if len(history_text) > check.MAX_KEY_HISTORY_BYTES:
             raise invalid("key_history", f"is over {check.MAX_KEY_HISTORY_BYTES} bytes")
@@ -306,15 +295,19 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             )
 
     def _consume_challenge(self, tx: Any, nonce: bytes) -> None:
+        """Check the nonce was minted here and is fresh; record its one use in ``tx``."""
+        expires_at = self._rt.challenges.check(nonce)
         try:
+            tx.challenges.create(
+                nonce=nonce.hex(),
+                purpose=CHALLENGE_PURPOSE,
+                trust_domain=self._td,
+                expires_at=expires_at,
+            )
             tx.challenges.consume(nonce.hex(), purpose=CHALLENGE_PURPOSE, trust_domain=self._td)
-        except NotFound:
+        except (AlreadyExists, FailedPrecondition, NotFound):
             raise precondition(
-                "challenge: unknown to this registry; call GetChallenge and sign the new nonce"
-            ) from None
-        except FailedPrecondition as exc:
-            raise precondition(
-                f"challenge: {exc.message}; call GetChallenge and sign the new nonce"
+                "challenge: already used; call GetChallenge and sign the new nonce"
             ) from None
 
     @staticmethod

@@ -30,11 +30,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
 
+from mesh.client.channel import DEFAULT_REGISTRY, TLSConfig
 from mesh.client.errors import NotFound, RegistryError
 from mesh.client.types import AgentStatus
 from mesh.envelope.errors import RevokedKey, UnknownKey
@@ -48,7 +50,7 @@ from mesh.verifier.record import (
     record_from_resolution,
     whole_second,
 )
-from mesh.verifier.source import DIDSource
+from mesh.verifier.source import DIDSource, RegistrySource
 from mesh.watch import Subscription, WatchHandler
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,26 @@ class PeerVerifier:
             else None
         )
         self.fetches = 0
+
+    @classmethod
+    def connect(
+        cls,
+        registry: str | Sequence[str] = DEFAULT_REGISTRY,
+        *,
+        tls: TLSConfig,
+        mtls_registry: str | Sequence[str] | None = None,
+        watch: bool = True,
+        **options: Any,
+    ) -> PeerVerifier:
+        """A verifier resolving through the registry at ``registry`` over mutual TLS.
+
+        With ``watch`` it follows the event stream (call :meth:`start`); watching
+        every agent needs an enforcer or operator credential (an agent may watch
+        only itself: give ``watch=False``, and the cache is refreshed by age).
+        ``options`` are the constructor's keyword arguments.
+        """
+        source = RegistrySource.connect(registry, tls=tls, mtls_registry=mtls_registry)
+        return cls(source, watch=source.watch_channel if watch else None, **options)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -231,7 +253,7 @@ class PeerVerifier:
         # A kid we do not hold: a rotation we have not heard of yet, unless the stream is
         # live (then the cache is exact and the kid is simply not the sender's).
         if not self._live and self._clock() - record.fetched_at >= 1.0:
-            record = self._fetch(record.did)
+            record = self._fetch(record.did, record)
             key = record.keys.get(kid)
             if key is not None and record.active and not record.suspended:
                 return key
@@ -265,7 +287,7 @@ class PeerVerifier:
                 return record
             raise self._unavailable(sender, "a fetch just failed")
         try:
-            return self._fetch(sender)
+            return self._fetch(sender, record)
         except KeyStatusUnavailable:
             if record is not None and record.dirty and self._usable_while_dirty(record, now):
                 return record
@@ -278,16 +300,16 @@ class PeerVerifier:
             return True
         return now - max(record.fetched_at, self._exact_until) <= self._max_staleness
 
-    def _fetch(self, sender: str) -> SenderRecord:
+    def _fetch(self, sender: str, seen: SenderRecord | None = None) -> SenderRecord:
+        """Fetch ``sender``, unless another thread replaced ``seen`` (what we found) meanwhile."""
         with self._lock:
             fetch_lock = self._fetch_locks.setdefault(sender, threading.Lock())
             generation = self._generation.get(sender, 0)
         with fetch_lock:
-            # Another thread may have fetched while we waited.
             held = self._records.get(sender)
-            started = self._clock()
-            if held is not None and not held.dirty and held.fetched_at >= started - 0.001:
+            if held is not None and held is not seen and not held.dirty:
                 return held
+            started = self._clock()
             try:
                 resolution = self._source.resolve_did(sender)
             except NotFound:
@@ -351,7 +373,7 @@ class PeerVerifier:
     def prefetch(self, senders: Iterable[str]) -> None:
         """Resolve ``senders`` now, so their first messages verify from memory."""
         for sender in senders:
-            self._fetch(sender)
+            self._fetch(sender, self._records.get(sender))
 
     # -- the stream (called on the subscription's thread) --------------------------------
 
@@ -450,7 +472,7 @@ class PeerVerifier:
         for record in list(self._records.values()):
             if record.dirty:
                 try:
-                    self._fetch(record.did)
+                    self._fetch(record.did, record)
                 except MeshError as exc:
                     log.info("peer verifier: refresh of %s failed: %s", record.did, exc)
 

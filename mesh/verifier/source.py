@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 import grpc
 
 from mesh.client._internal import convert
-from mesh.client.channel import RegistryChannel
+from mesh.client.channel import (
+    DEFAULT_REGISTRY,
+    RegistryChannel,
+    RetryPolicy,
+    TLSConfig,
+    mtls_addresses,
+    parse_addresses,
+)
 from mesh.client.types import Resolution
 from mesh.v1 import agents_pb2, agents_pb2_grpc
 
@@ -37,6 +45,34 @@ class RegistrySource:
         self._channel = channel
         self._next = itertools.cycle(range(len(channel.addresses)))
         self._lock = threading.Lock()
+
+    @classmethod
+    def connect(
+        cls,
+        registry: str | Sequence[str] = DEFAULT_REGISTRY,
+        *,
+        tls: TLSConfig,
+        mtls_registry: str | Sequence[str] | None = None,
+        timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+    ) -> RegistrySource:
+        """A source over mutual TLS (``tls`` holds an SVID or another client credential).
+
+        ``registry`` is the registry's TLS address; calls go to its mTLS address
+        (``mtls_registry``, by default each address's port + 1). Retries are
+        few and short by default: a verifier would rather answer from its cache
+        (or refuse) than hold a message for long.
+        """
+        if not tls.mutual:
+            raise ValueError("ResolveDID needs a client certificate (tls.mutual)")
+        addresses = parse_addresses(mtls_registry) if mtls_registry else mtls_addresses(registry)
+        channel = RegistryChannel(
+            addresses,
+            tls,
+            timeout=timeout,
+            retry=retry or RetryPolicy(rounds=2, initial_backoff=0.1, max_backoff=0.5),
+        )
+        return cls(channel)
 
     @property
     def channel(self) -> RegistryChannel:

@@ -1,0 +1,129 @@
+"""The peer verifier against the real registry: Watch-driven revocation, outage and staleness."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fixtures_registry import RunningRegistry, _start
+from test_watch_live import enforcer_tls
+
+from mesh.client.channel import TLSConfig
+from mesh.envelope import RevokedKey, Verifier, sign_message
+from mesh.keys import IdentityKey
+from mesh.v1 import agents_pb2
+from mesh.verifier import KeyStatusUnavailable, PeerVerifier
+
+ME = "spiffe://test.mesh/gateway/me"
+
+
+def until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Wait for ``condition`` (a deadline, not a timing assertion)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+def refused(verifier: Verifier, identity: IdentityKey, did: str) -> bool:
+    try:
+        verifier.verify(sign_message(identity, did, "t", b"x", ME))
+    except RevokedKey:
+        return True
+    return False
+
+
+def test_a_revocation_reaches_the_verifier_through_the_stream(registry: RunningRegistry) -> None:
+    alice = registry.register("peer/alice")
+    bob = registry.register("peer/bob")
+    keys = PeerVerifier.connect(
+        registry.address, tls=enforcer_tls(registry), mtls_registry=registry.mtls_address
+    )
+    with keys:
+        assert keys.wait_synced(30)
+        assert keys.live
+        verifier = Verifier(keys, audience=ME)
+        verifier.verify(sign_message(alice.identity, alice.did, "t", b"1", ME))
+        verifier.verify(sign_message(bob.identity, bob.did, "t", b"1", ME))
+        fetches = keys.fetches
+        registry.agents(registry.operator()).RevokeAgent(
+            agents_pb2.RevokeAgentRequest(did=alice.did, reason="test"), timeout=30
+        )
+        # The event arrives on the stream; no message is needed to learn of it.
+        assert until(lambda: keys._records[alice.did].status.value != "active")
+        with pytest.raises(RevokedKey, match="revoked"):
+            verifier.verify(sign_message(alice.identity, alice.did, "t", b"2", ME))
+        # Bob is untouched and still answered from memory.
+        verifier.verify(sign_message(bob.identity, bob.did, "t", b"2", ME))
+        assert keys.fetches <= fetches + 1  # at most the one refresh of alice after the event
+
+
+def test_a_termination_reaches_the_verifier_through_the_stream(registry: RunningRegistry) -> None:
+    carol = registry.register("peer/carol")
+    keys = PeerVerifier.connect(
+        registry.address, tls=enforcer_tls(registry), mtls_registry=registry.mtls_address
+    ).start()
+    try:
+        assert keys.wait_synced(30)
+        verifier = Verifier(keys, audience=ME)
+        verifier.verify(sign_message(carol.identity, carol.did, "t", b"1", ME))
+        registry.agents(registry.operator()).TerminateAgent(
+            agents_pb2.TerminateAgentRequest(did=carol.did, reason="kill"), timeout=30
+        )
+        assert until(lambda: refused(verifier, carol.identity, carol.did))
+        with pytest.raises(RevokedKey, match="terminated"):
+            verifier.verify(sign_message(carol.identity, carol.did, "t", b"2", ME))
+    finally:
+        keys.stop()
+
+
+class Offset:
+    """Real time, plus a jump we choose (to pass max_staleness without sleeping)."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead
+
+
+def test_registry_outage_answers_from_cache_within_staleness_then_fails_closed(
+    tmp_path: Path,
+) -> None:
+    registry = _start(tmp_path)
+    stopped = False
+    try:
+        alice = registry.register("outage/alice")
+        clock = Offset()
+        tls: TLSConfig = enforcer_tls(registry)
+        keys = PeerVerifier.connect(
+            registry.address,
+            tls=tls,
+            mtls_registry=registry.mtls_address,
+            max_staleness=timedelta(minutes=2),
+            clock=clock,
+        ).start()
+        verifier = Verifier(keys, audience=ME, clock=clock, max_skew=timedelta(minutes=10))
+        assert keys.wait_synced(30)
+        verifier.verify(sign_message(alice.identity, alice.did, "t", b"1", ME))
+        registry.stop()
+        stopped = True
+        assert until(lambda: not keys.live)
+        # Within the staleness bound: answered from the cache.
+        clock.ahead = 100
+        now = datetime.fromtimestamp(clock(), UTC)
+        verifier.verify(sign_message(alice.identity, alice.did, "t", b"2", ME, now=now))
+        # Past it: the registry cannot confirm, so the verifier refuses.
+        clock.ahead = 121
+        now = datetime.fromtimestamp(clock(), UTC)
+        with pytest.raises(KeyStatusUnavailable, match="did not answer"):
+            verifier.verify(sign_message(alice.identity, alice.did, "t", b"3", ME, now=now))
+        keys.stop()
+    finally:
+        if not stopped:
+            registry.stop()

@@ -10,14 +10,18 @@ the old picture keeps answering until the new one is complete.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import os
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import grpc
 
+from mesh.client.channel import DEFAULT_REGISTRY, TLSConfig, mtls_addresses, parse_addresses
 from mesh.enforcer.errors import RingDenied
 from mesh.enforcer.state import Change, EnforcerState
 from mesh.v1 import events_pb2, events_pb2_grpc
@@ -29,6 +33,8 @@ R = TypeVar("R")
 ChangeCallback = Callable[[Change], None]
 
 _RETRY_FIRST, _RETRY_MAX = 0.05, 5.0
+#: Files of an enforcer credential directory (``mesh principal create --kind enforcer``).
+CERT_FILE, KEY_FILE, BUNDLE_FILE = "enforcer.pem", "enforcer.key", "bundle.pem"
 
 
 class Enforcer:
@@ -51,8 +57,50 @@ class Enforcer:
         self._lock = threading.Lock()
         self._call: grpc.Future | None = None
         self._thread: threading.Thread | None = None
+        self._progress = threading.Condition()
+        self._skip_backoff = False
         self.reconnects = 0
         self.last_error: str | None = None
+
+    @classmethod
+    def connect(
+        cls,
+        registry: str | Sequence[str] = DEFAULT_REGISTRY,
+        *,
+        tls: TLSConfig,
+        mtls_registry: str | Sequence[str] | None = None,
+        agent_dids: Iterable[str] = (),
+        name: str = "enforcer",
+    ) -> Enforcer:
+        """An enforcer over mutual TLS to the registry (not started).
+
+        ``registry`` is the registry's TLS address; the stream goes to its mTLS
+        address (``mtls_registry``, by default each address's port + 1). Each
+        reconnect tries the next address, so a replica going away fails over.
+        """
+        if not tls.mutual:
+            raise ValueError("an enforcer authenticates with a client certificate (tls.mutual)")
+        addresses = parse_addresses(mtls_registry) if mtls_registry else mtls_addresses(registry)
+        turn = itertools.count()
+
+        def channel() -> grpc.Channel:
+            address = addresses[next(turn) % len(addresses)]
+            return grpc.secure_channel(address, tls.credentials(), options=tls.options())
+
+        return cls(channel, agent_dids=agent_dids, name=name)
+
+    @classmethod
+    def from_dir(
+        cls,
+        credential_dir: str | os.PathLike[str],
+        registry: str | Sequence[str] = DEFAULT_REGISTRY,
+        **kwargs: object,
+    ) -> Enforcer:
+        """An enforcer with the credential in ``credential_dir`` (enforcer.pem,
+        enforcer.key, bundle.pem as written by ``mesh principal create``)."""
+        root = Path(credential_dir)
+        tls = TLSConfig.from_files(root / BUNDLE_FILE, root / CERT_FILE, root / KEY_FILE)
+        return cls.connect(registry, tls=tls, **kwargs)  # type: ignore[arg-type]
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -66,6 +114,20 @@ class Enforcer:
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Block until the first snapshot is applied; False on timeout."""
         return self._synced.wait(timeout)
+
+    def wait_for(self, sequence: int, timeout: float | None = None) -> bool:
+        """Block until every event up to ``sequence`` is applied; False on timeout."""
+        with self._progress:
+            return self._progress.wait_for(
+                lambda: self.state.last_sequence >= sequence, timeout=timeout
+            )
+
+    def reconnect(self) -> None:
+        """Drop the stream now; it resumes at once from the last sequence applied."""
+        with self._lock:
+            self._skip_backoff = True
+            if self._call is not None:
+                self._call.cancel()
 
     def stop(self) -> None:
         self._stop.set()
@@ -173,6 +235,15 @@ class Enforcer:
                     delay = 0.0
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     delay = 0.0  # fell behind: resume right away from our last sequence
+            except Exception as error:  # a callback or a bug: keep enforcing, log, retry
+                if self._stop.is_set():
+                    return
+                self.last_error = repr(error)
+                log.exception("enforcer stream failed")
+            with self._lock:
+                if self._skip_backoff:
+                    self._skip_backoff = False
+                    delay = 0.0
             self.reconnects += 1
             if delay:
                 self._stop.wait(delay * (0.5 + random.random()))
@@ -195,13 +266,18 @@ class Enforcer:
             for item in call:
                 kind = item.WhichOneof("item")
                 if kind == "event":
-                    change = self.state.apply_event(item.event)
+                    with self._progress:
+                        change = self.state.apply_event(item.event)
+                        self._progress.notify_all()
                     if change is not None:
                         self._fire((change,))
                 elif kind == "snapshot":
                     self.state.apply_snapshot(item.snapshot)
                 elif kind == "snapshot_done":
-                    self._fire(self.state.finish_snapshot(item.snapshot_done.sequence))
+                    with self._progress:
+                        changes = self.state.finish_snapshot(item.snapshot_done.sequence)
+                        self._progress.notify_all()
+                    self._fire(changes)
                     self._synced.set()
         finally:
             with self._lock:

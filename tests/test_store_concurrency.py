@@ -212,3 +212,25 @@ def test_sqlite_writers_in_other_processes_wait_instead_of_failing(tmp_path: Pat
         assert verify_audit_chain(s).count == 100
     finally:
         s.close()
+
+
+def test_audit_and_events_in_either_order_do_not_deadlock(store: Store) -> None:
+    """One transaction appends an audit entry then an event, another the
+    reverse: counters are locked in one fixed order, so neither waits on the
+    other in a cycle (PostgreSQL would abort one as a deadlock)."""
+
+    def write(i: int) -> int:
+        for j in range(15):
+            with store.transaction() as tx:
+                if i % 2:
+                    tx.audit.append("op", "a", f"s{i}.{j}")
+                    tx.events.append("e", None, {"i": i, "j": j})
+                else:
+                    tx.events.append("e", None, {"i": i, "j": j})
+                    tx.audit.append("op", "a", f"s{i}.{j}")
+        return i
+
+    done, errors = _race(8, write)
+    assert errors == [] and len(done) == 8
+    assert store.latest_event_seq() == 8 * 15
+    assert verify_audit_chain(store).count == 8 * 15

@@ -16,6 +16,12 @@ order. The cost is that event writers serialise on that row for the rest of
 their transaction: append events late in a transaction, and keep transactions
 short. A distributed PostgreSQL-compatible engine keeps these semantics
 (serialisable row lock on one key); it is a deliberate hot row.
+
+Lock order: a transaction may take several counters (an audit entry and an
+event). Two transactions taking them in opposite orders would deadlock, so
+counters are always locked in ``COUNTER_ORDER``: taking a later one first
+locks the earlier ones too (``SELECT ... FOR UPDATE``). Code that advances a
+counter itself must take them in the same order (events before audit).
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ from sqlalchemy import Table, bindparam, select, update
 
 from registry.store._internal.dberrors import SchemaNotReady
 from registry.store._internal.unit import Unit
-from registry.store.schema import SequenceCounter
+from registry.store.schema import AUDIT_COUNTER, EVENTS_COUNTER, SequenceCounter
+
+#: The order in which one transaction locks counter rows. New counters go last.
+COUNTER_ORDER = (EVENTS_COUNTER, AUDIT_COUNTER)
 
 _C = cast(Table, SequenceCounter.__table__)
 # Built once: statement construction costs more than SQLite's own work here.
@@ -37,13 +46,22 @@ _NEXT = (
     .returning(_C.c.value)
 )
 _CURRENT = select(_C.c.value).where(_C.c.name == bindparam("counter"))
+_LOCK = select(_C.c.value).where(_C.c.name == bindparam("counter")).with_for_update()
 
 
 def next_value(unit: Unit, name: str) -> int:
     """Take the next number of sequence ``name`` inside ``unit``'s transaction."""
+    if name not in unit.locked_counters and unit.dialect != "sqlite":
+        # SQLite has one writer at a time: nothing to order there.
+        position = COUNTER_ORDER.index(name) if name in COUNTER_ORDER else len(COUNTER_ORDER)
+        for earlier in COUNTER_ORDER[:position]:
+            if earlier not in unit.locked_counters:
+                unit.execute(_LOCK, {"counter": earlier})
+                unit.locked_counters.add(earlier)
     row = unit.execute(_NEXT, {"counter": name}).first()
     if row is None:
         raise SchemaNotReady(f"sequence counter {name!r} is missing", hint="run `mesh db upgrade`")
+    unit.locked_counters.add(name)
     return int(row[0])
 
 

@@ -25,6 +25,8 @@ class Unit:
         self.writable = writable
         # Highest event seq appended in this unit; the store wakes watchers after commit.
         self.last_event_seq: int | None = None
+        # Sequence counter rows this transaction has locked (see _internal.sequence).
+        self.locked_counters: set[str] = set()
 
     def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
         if self._conn is None:

@@ -120,7 +120,7 @@ class Store:
 
     @property
     def dialect(self) -> str:
-        """ "sqlite" or "postgresql"."""
+        """Either "sqlite" or "postgresql"."""
         return self._engine.dialect.name
 
     @property

@@ -1,0 +1,328 @@
+"""Verification rates, measured in one run so they compare as ratios.
+
+* ``raw_verify_1core_per_s`` — PyNaCl strict Ed25519 verify (``mesh.ed25519``), one process.
+* ``raw_verify_2proc_per_s`` — the same in two processes at once (sum).
+* ``peer_verifier_warm_per_s`` — the whole checklist (``mesh.envelope.Verifier``) with a
+  :class:`mesh.verifier.PeerVerifier` whose cache is warm and live (following Watch)
+  and an in-memory replay guard: what an agent or gateway gets per core.
+* ``peer_resolve_and_verify_per_s`` — only the key lookup + the signature (the hot path).
+* ``peer_verifier_2threads_per_s`` — the checklist in two threads of one process
+  (libsodium releases the GIL; this is why the registry verifies with threads).
+* ``verify_batch_msgs_per_s`` — ``VerifyService.VerifyBatch`` over gRPC against
+  ``mesh serve`` in its own process: batches of 1000 binary envelopes, 2 in flight.
+
+Ratios: warm verifier / raw one core (aim >= 0.85), VerifyBatch / raw two processes
+(aim >= 0.6). Prints one flat JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from registration import _start_server, _stop
+
+from mesh.client.channel import TLSConfig
+from mesh.ed25519 import verify_strict
+from mesh.envelope import Envelope, Verifier, sign_message
+from mesh.keyhistory import KeyHistory
+from mesh.keys import IdentityKey
+from mesh.registration import sign_proof
+from mesh.replay import MemoryReplayGuard
+from mesh.v1 import (
+    registration_pb2,
+    registration_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+    verify_pb2,
+    verify_pb2_grpc,
+)
+from mesh.verifier import PeerVerifier
+
+SECONDS = float(os.environ.get("BENCH_VERIFY_SECONDS", "3"))
+SENDERS = 4
+BATCH = 1000
+IN_FLIGHT = 2
+AUDIENCE = "spiffe://bench.mesh/gateway/bench"
+
+
+def _raw_loop(seconds: float) -> float:
+    key = IdentityKey.generate()
+    message = b"m" * 200
+    signature = key.sign(message)
+    public = key.public_key
+    n = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(200):
+            verify_strict(public, message, signature)
+        n += 200
+    return n / seconds
+
+
+def _raw_worker(seconds: float, start: Any, out: Any) -> None:
+    start.wait()
+    out.put(_raw_loop(seconds))
+
+
+def raw_two_processes(seconds: float) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_raw_worker, args=(seconds, start, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let both import before the clock starts
+    start.set()
+    total = sum(out.get(timeout=seconds + 60) for _ in procs)
+    for p in procs:
+        p.join()
+    return float(total)
+
+
+def _register(port: int, data_dir: Path, n: int) -> list[tuple[IdentityKey, str]]:
+    bundle = (data_dir / "bundle.pem").read_bytes()
+    op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
+    op_key = (data_dir / "operator" / "operator.key").read_bytes()
+    public = grpc.secure_channel(
+        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=bundle)
+    )
+    operator = grpc.secure_channel(
+        f"127.0.0.1:{port + 1}",
+        grpc.ssl_channel_credentials(bundle, private_key=op_key, certificate_chain=op_cert),
+    )
+    tokens = tokens_pb2_grpc.JoinTokenServiceStub(operator)
+    registration = registration_pb2_grpc.RegistrationServiceStub(public)
+    out = []
+    for i in range(n):
+        identity = IdentityKey.generate()
+        history = KeyHistory.incept(identity, datetime.now(UTC))
+        token = tokens.CreateJoinToken(
+            tokens_pb2.CreateJoinTokenRequest(agent_name=f"bench/sender-{i}")
+        ).token
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER)
+        )
+        challenge = registration.GetChallenge(registration_pb2.GetChallengeRequest())
+        response = registration.Register(
+            registration_pb2.RegisterRequest(
+                join_token=token, public_key=identity.public_key, challenge=challenge.nonce,
+                proof=sign_proof(identity, challenge.trust_domain, challenge.nonce, csr),
+                csr=csr, key_history=history.to_json(),
+            )
+        )
+        out.append((identity, response.did))
+    public.close()
+    operator.close()
+    return out
+
+
+def _envelopes(senders: list[tuple[IdentityKey, str]], n: int) -> list[Envelope]:
+    return [
+        sign_message(key, did, "application/json", b'{"op":"ping","n":%d}' % i, AUDIENCE,
+                     ttl=timedelta(minutes=30))
+        for i in range(n)
+        for key, did in (senders[i % len(senders)],)
+    ]
+
+
+ROUND = 0.25  # seconds per measurement round; rounds of the figures alternate
+
+
+def _interleaved(runs: dict[str, Any], seconds: float) -> dict[str, float]:
+    """Rates of several loops measured in alternating short rounds.
+
+    The machine's load moves during a run; alternating rounds exposes every
+    figure to the same load, so their ratios hold even when the rates swing.
+    Each ``runs[name](deadline)`` works until ``deadline`` and returns its count.
+    """
+    counts = dict.fromkeys(runs, 0)
+    spent = dict.fromkeys(runs, 0.0)
+    end = time.perf_counter() + seconds * len(runs)
+    while time.perf_counter() < end:
+        for name, run in runs.items():
+            start = time.perf_counter()
+            counts[name] += run(start + ROUND)
+            spent[name] += time.perf_counter() - start
+    return {name: counts[name] / spent[name] for name in runs}
+
+
+def _looping(fn: Any, items: list[Any]) -> Any:
+    """A run over fresh items (each used once: nonces must not repeat)."""
+    feed = iter(items)
+
+    def run(deadline: float) -> int:
+        n = 0
+        while True:
+            for _ in range(100):
+                fn(next(feed))
+            n += 100
+            if time.perf_counter() >= deadline:
+                return n
+
+    return run
+
+
+def _raw_run() -> Any:
+    key = IdentityKey.generate()
+    message = b"m" * 200
+    signature = key.sign(message)
+    public = key.public_key
+
+    def run(deadline: float) -> int:
+        n = 0
+        while True:
+            for _ in range(100):
+                verify_strict(public, message, signature)
+            n += 100
+            if time.perf_counter() >= deadline:
+                return n
+
+    return run
+
+
+def peer_figures(
+    port: int, data_dir: Path, senders: list[tuple[IdentityKey, str]]
+) -> dict[str, float]:
+    tls = TLSConfig.from_files(
+        data_dir / "bundle.pem",
+        data_dir / "operator" / "operator.pem",
+        data_dir / "operator" / "operator.key",
+    )
+    keys = PeerVerifier.connect(
+        f"127.0.0.1:{port}", tls=tls, mtls_registry=f"127.0.0.1:{port + 1}"
+    ).start()
+    try:
+        if not keys.wait_synced(30):
+            raise SystemExit("the peer verifier did not sync with the registry's Watch stream")
+        keys.prefetch(did for _, did in senders)
+        count = int(60_000 * SECONDS / 3)
+        envelopes = _envelopes(senders, count)
+        verifier = Verifier(keys, audience=AUDIENCE, replay=MemoryReplayGuard(2_000_000))
+        for envelope in envelopes[:200]:  # warm-up (and check they verify)
+            verifier.verify(envelope)
+
+        def hot(envelope: Envelope) -> None:
+            public = keys.resolve(envelope.sender, envelope.kid, envelope.issued)
+            if not verify_strict(public, envelope.signed_bytes, envelope.signature):
+                raise SystemExit("bench envelope did not verify")
+
+        fresh = _envelopes(senders, 2 * count)
+        verifier2 = Verifier(keys, audience=AUDIENCE, replay=MemoryReplayGuard(4_000_000))
+        feeds = [_looping(verifier2.verify, fresh[0::2]), _looping(verifier2.verify, fresh[1::2])]
+
+        def two_threads(deadline: float) -> int:
+            counts: list[int] = []
+            threads = [
+                threading.Thread(target=lambda f=f: counts.append(f(deadline))) for f in feeds
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return sum(counts)
+
+        rates = _interleaved(
+            {
+                "raw_verify_1core_per_s": _raw_run(),
+                "peer_verifier_warm_per_s": _looping(verifier.verify, envelopes[200:]),
+                "peer_resolve_and_verify_per_s": _looping(hot, envelopes),
+                "peer_verifier_2threads_per_s": two_threads,
+            },
+            SECONDS,
+        )
+        return rates
+    finally:
+        keys.stop()
+
+
+async def _batch_rate(port: int, data_dir: Path, request: Any, seconds: float) -> float:
+    bundle = (data_dir / "bundle.pem").read_bytes()
+    op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
+    op_key = (data_dir / "operator" / "operator.key").read_bytes()
+    channel = grpc.aio.secure_channel(
+        f"127.0.0.1:{port + 1}",
+        grpc.ssl_channel_credentials(bundle, private_key=op_key, certificate_chain=op_cert),
+        options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)],
+    )
+    stub = verify_pb2_grpc.VerifyServiceStub(channel)
+    first = await stub.VerifyBatch(request)
+    if not all(v.valid for v in first.verdicts):
+        bad = next(v for v in first.verdicts if not v.valid)
+        raise SystemExit(f"bench batch did not verify: {bad.reason_name}: {bad.message}")
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            response = await stub.VerifyBatch(request)
+            done += len(response.verdicts)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
+    elapsed = time.perf_counter() - start
+    await channel.close()
+    return done / elapsed
+
+
+def main() -> None:
+    figures: dict[str, Any] = {}
+    raw2 = [raw_two_processes(SECONDS)]
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        proc, port = _start_server(data_dir, "")
+        try:
+            senders = _register(port, data_dir, SENDERS)
+            figures.update(peer_figures(port, data_dir, senders))
+            batch = verify_pb2.VerifyBatchRequest(
+                messages=[
+                    verify_pb2.SignedMessage(envelope_binary=e.to_bytes())
+                    for e in _envelopes(senders, BATCH)
+                ],
+                audiences=[AUDIENCE],
+            )
+            figures["verify_batch_msgs_per_s"] = asyncio.run(
+                _batch_rate(port, data_dir, batch, SECONDS)
+            )
+        finally:
+            _stop(proc)
+    # Measured before and after the batch figure, so both see the same load on average.
+    raw2.append(raw_two_processes(SECONDS))
+    figures["raw_verify_2proc_per_s"] = sum(raw2) / len(raw2)
+    out = {k: round(v, 1) for k, v in figures.items()}
+    out["verify_batch_size"] = BATCH
+    out["warm_verifier_to_raw_1core_ratio"] = round(
+        figures["peer_verifier_warm_per_s"] / figures["raw_verify_1core_per_s"], 3
+    )
+    out["resolve_and_verify_to_raw_1core_ratio"] = round(
+        figures["peer_resolve_and_verify_per_s"] / figures["raw_verify_1core_per_s"], 3
+    )
+    out["verifier_2threads_to_1thread_ratio"] = round(
+        figures["peer_verifier_2threads_per_s"] / figures["peer_verifier_warm_per_s"], 3
+    )
+    out["verify_batch_to_raw_2proc_ratio"] = round(
+        figures["verify_batch_msgs_per_s"] / figures["raw_verify_2proc_per_s"], 3
+    )
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

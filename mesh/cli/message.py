@@ -140,6 +140,41 @@ def sign(
     callback=duration_callback,
     help="Allowed clock difference with the sender.",
 )
+@click.option(
+    "--registry",
+    "registry",
+    multiple=True,
+    envvar="MESH_VERIFY_REGISTRY",
+    help="Resolve the sender through this registry (HOST:PORT; repeat for failover): its "
+    "key history, status (revoked?) and compromised keys. Authenticates with --agent-dir "
+    "(an agent's SVID) or else the operator credential in --data-dir.",
+)
+@click.option(
+    "--registry-mtls",
+    "registry_mtls",
+    multiple=True,
+    help="The registry's mutual-TLS address [default: the --registry port + 1].",
+)
+@click.option(
+    "--agent-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="With --registry: call it as this agent (svid.0.pem, svid.0.key, bundle.0.pem).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".mesh"),
+    show_default=True,
+    help="With --registry and no --agent-dir: the registry's data dir (operator credential).",
+)
+@click.option(
+    "--grace",
+    default="24h",
+    show_default=True,
+    callback=duration_callback,
+    help="With --registry: how long after a rotation messages signed before it by the old "
+    "key are still accepted.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print sender, type, payload as JSON.")
 def verify(
     public_keys: tuple[str, ...],
@@ -147,10 +182,22 @@ def verify(
     key_history: Path | None,
     audience: tuple[str, ...],
     max_skew: timedelta,
+    registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...],
+    agent_dir: Path | None,
+    data_dir: Path,
+    grace: timedelta,
     as_json: bool,
 ) -> None:
     """Verify the message read from stdin; print its payload (or --json) when it passes."""
-    keys = _resolver(public_keys, sender, key_history)
+    if registry:
+        if public_keys or sender or key_history:
+            raise click.UsageError(
+                "give either --registry or --public-key/--sender/--key-history, not both"
+            )
+        keys: KeyResolver = _registry_resolver(registry, registry_mtls, agent_dir, data_dir, grace)
+    else:
+        keys = _resolver(public_keys, sender, key_history)
     if not audience:
         click.echo("note: the audience is not checked (pass --audience)", err=True)
     verifier = Verifier(keys, audience=audience or ANY_AUDIENCE, max_skew=max_skew)
@@ -178,6 +225,34 @@ def _resolver(
     if sender is None:
         return StaticKeys.inception(*raw)
     return StaticKeys({sender: raw})
+
+
+def _registry_resolver(
+    registry: tuple[str, ...],
+    registry_mtls: tuple[str, ...],
+    agent_dir: Path | None,
+    data_dir: Path,
+    grace: timedelta,
+) -> KeyResolver:
+    """A one-shot peer verifier: the sender is resolved through the registry (no stream)."""
+    from mesh.agentdir import AgentDir
+    from mesh.client.channel import TLSConfig
+    from mesh.client.operator import operator_tls
+    from mesh.verifier import PeerVerifier
+
+    if agent_dir is not None:
+        directory = AgentDir(agent_dir)
+        chain, key = directory.read_svid()
+        tls = TLSConfig(directory.read_bundle(), chain, key)
+    else:
+        tls = operator_tls(data_dir)
+    return PeerVerifier.connect(
+        list(registry),
+        tls=tls,
+        mtls_registry=list(registry_mtls) or None,
+        watch=False,
+        grace=grace,
+    )
 
 
 def _public_key(value: str) -> bytes:

@@ -242,11 +242,12 @@ def test_enforcer_survives_hundred_reconnects(registry: RunningRegistry) -> None
 
 
 def test_slow_subscriber_is_detached_and_catches_up(registry: RunningRegistry) -> None:
-    agent = registry.register("watch/slow")
+    start = registry.store.latest_event_seq()
+    agent = registry.register("watch/slow")  # its registration is the first event
     hub = registry.server.hub
     assert hub is not None
-    start = registry.store.latest_event_seq()
     old_max = hub.max_queue
+    detached = hub.detachments
     hub.max_queue = 4
     try:
         slow = watch(registry.operator(), from_sequence=start, agent_dids=[agent.did])
@@ -264,6 +265,7 @@ def test_slow_subscriber_is_detached_and_catches_up(registry: RunningRegistry) -
         hub.max_queue = old_max
     assert received == events_of(registry, agent.did, start)[: len(received)]
     assert set(written) <= set(received)
+    assert hub.detachments > detached  # it was dropped, and caught up from the table
 
 
 def test_pruned_sequence_means_resnapshot(registry: RunningRegistry) -> None:

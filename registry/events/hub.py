@@ -103,6 +103,8 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         # Every event up to here has been handed to the subscribers attached at the time.
         self.position = 0
+        #: How many times a subscriber was dropped for falling behind.
+        self.detachments = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -151,6 +153,7 @@ class EventHub:
     def _detach(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)
         subscriber.detached = True
+        self.detachments += 1
         # Make room for the wake-up marker: the stream re-reads from the table anyway.
         while not subscriber.queue.empty():
             subscriber.queue.get_nowait()

@@ -107,7 +107,15 @@ def _prepare(n: int) -> list[tuple[IdentityKey, bytes]]:
 Material = list[tuple[IdentityKey, bytes]]
 
 
-async def _run(port: int, data_dir: Path, material: Material) -> dict[str, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), load-independent unlike rates."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _run(
+    port: int, data_dir: Path, material: Material, pid: int
+) -> dict[str, float]:
     bundle = (data_dir / "bundle.pem").read_bytes()
     op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
     op_key = (data_dir / "operator" / "operator.key").read_bytes()
@@ -158,9 +166,11 @@ async def _run(port: int, data_dir: Path, material: Material) -> dict[str, float
 
     # Warm up the connection and the server's code paths.
     await health.Check(health_pb2.HealthCheckRequest())
+    cpu = _cpu_seconds(pid)
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CLIENTS)))
     elapsed = time.perf_counter() - start
+    registration_cpu = _cpu_seconds(pid) - cpu
     registrations_per_s = len(material) / elapsed
 
     count = 0
@@ -173,12 +183,19 @@ async def _run(port: int, data_dir: Path, material: Material) -> dict[str, float
             await health.Check(request)
             count += 1
 
+    cpu = _cpu_seconds(pid)
     start = time.perf_counter()
     await asyncio.gather(*(pinger() for _ in range(CLIENTS)))
     unary_per_s = count / (time.perf_counter() - start)
+    unary_cpu = _cpu_seconds(pid) - cpu
     await public.close()
     await operator.close()
-    return {"registrations_per_s": registrations_per_s, "unary_rpc_per_s": unary_per_s}
+    return {
+        "registrations_per_s": registrations_per_s,
+        "unary_rpc_per_s": unary_per_s,
+        "server_cpu_ms_per_registration": 1000 * registration_cpu / len(material),
+        "server_cpu_ms_per_unary_rpc": 1000 * unary_cpu / max(count, 1),
+    }
 
 
 def _measure(label: str, database_url: str, material: Material) -> dict[str, Any]:
@@ -186,7 +203,7 @@ def _measure(label: str, database_url: str, material: Material) -> dict[str, Any
         data_dir = Path(tmp) / "data"
         proc, port = _start_server(data_dir, database_url)
         try:
-            result = asyncio.run(_run(port, data_dir, material))
+            result = asyncio.run(_run(port, data_dir, material, proc.pid))
         finally:
             _stop(proc)
     return {
@@ -195,6 +212,10 @@ def _measure(label: str, database_url: str, material: Material) -> dict[str, Any
         f"registration_to_unary_ratio_{label}": round(
             result["registrations_per_s"] / result["unary_rpc_per_s"], 3
         ),
+        f"server_cpu_ms_per_registration_{label}": round(
+            result["server_cpu_ms_per_registration"], 3
+        ),
+        f"server_cpu_ms_per_unary_rpc_{label}": round(result["server_cpu_ms_per_unary_rpc"], 3),
     }
 
 

@@ -345,7 +345,7 @@ class PeerVerifier:
 
     def _unavailable(self, sender: str, why: str) -> KeyStatusUnavailable:
         return KeyStatusUnavailable(
-            f"cannot establish the keys of {sender}: the registry did not answer ({why}), "
+            f"cannot establish the keys of {sender}: the registry could not be asked ({why}), "
             "and no cached answer is younger than the allowed staleness "
             f"({self._max_staleness:.0f} s)",
             hint="restore the connection to the registry; messages are refused until "

@@ -117,18 +117,23 @@ class Verifier:
         public_key = self._check_key(message.sender, message.kid, message.issued_at)
         self._check_signature(public_key, message.signed_bytes, message.signature)
         self._check_audience(message.audience)
-        self._check_time(message.issued_at, message.expires_at, self._now(now))
+        self._check_time(
+            message.issued_at, message.expires_at, self._clock() if now is None else _at(now)
+        )
         self._check_replay(message.sender, message.nonce, message.expires_at)
-        return VerifiedMessage(
-            message.sender,
-            message.kid,
-            message.payload_type,
-            message.payload,
-            message.audience,
-            message.issued_at,
-            message.expires_at,
-            message.nonce,
-            form,
+        # _make skips the named tuple's Python-level __new__: this is the hot path.
+        return VerifiedMessage._make(
+            (
+                message.sender,
+                message.kid,
+                message.payload_type,
+                message.payload,
+                message.audience,
+                message.issued_at,
+                message.expires_at,
+                message.nonce,
+                form,
+            )
         )
 
     # 1. shape
@@ -204,9 +209,8 @@ class Verifier:
                 hint="a sender must use a fresh random nonce for every message",
             )
 
-    def _now(self, now: datetime | None) -> float:
-        if now is None:
-            return self._clock()
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise ValueError("now must be timezone-aware, e.g. datetime.now(UTC)")
-        return now.timestamp()
+
+def _at(now: datetime) -> float:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware, e.g. datetime.now(UTC)")
+    return now.timestamp()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import threading
@@ -12,6 +13,13 @@ from datetime import datetime
 from mesh.replay.errors import ReplayGuardFull
 
 DEFAULT_MAX_ENTRIES = 100_000
+
+
+@functools.lru_cache(maxsize=1024)
+def _expiry_second(expires_at: datetime) -> int:
+    # Cached: callers pass the same few datetimes (verifiers cache them per second too),
+    # and a datetime caches its own hash.
+    return math.ceil(expires_at.timestamp())
 
 
 class MemoryReplayGuard:
@@ -51,7 +59,7 @@ class MemoryReplayGuard:
         self._lock = threading.Lock()
 
     def check_and_remember(self, sender: str, nonce: bytes, expires_at: datetime) -> bool:
-        until = math.ceil(expires_at.timestamp())
+        until = _expiry_second(expires_at)
         key = (sender, nonce)
         with self._lock:
             heads = self._heads

@@ -127,3 +127,23 @@ def test_registry_outage_answers_from_cache_within_staleness_then_fails_closed(
     finally:
         if not stopped:
             registry.stop()
+
+
+def test_the_peer_verification_example_runs(registry: RunningRegistry) -> None:
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "peer_verification.py"
+    result = subprocess.run(
+        [
+            sys.executable, str(example), "--registry", registry.address,
+            "--registry-mtls", registry.mtls_address, "--data-dir", str(registry.config.data_dir),
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any("bob accepted" in line and "hello bob" in line for line in lines)
+    assert any("bob REFUSED: Replayed" in line for line in lines)
+    after = lines[next(i for i, line in enumerate(lines) if "after the revocation" in line):]
+    assert any("bob REFUSED: RevokedKey" in line for line in after)

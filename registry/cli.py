@@ -105,4 +105,6 @@ def audit_verify(config_file: Path | None, **flags: Any) -> None:
 
 
 def commands() -> list[click.Command]:
-    return [serve, db, audit]
+    from registry.principals_cli import principal
+
+    return [serve, db, audit, principal]

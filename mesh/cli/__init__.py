@@ -24,6 +24,9 @@ _GROUPS: tuple[tuple[str, str], ...] = (
     ("agent", "agent"),
     ("bundle", "bundle"),
     ("jwt_svid", "jwt_svid"),
+    ("signals", "signals"),
+    ("trust", "trust"),
+    ("ring", "ring"),
 )
 
 

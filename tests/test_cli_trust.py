@@ -71,7 +71,7 @@ def test_trust_cli_end_to_end(registry: RunningRegistry, tmp_path: Path) -> None
     assert shown.exit_code == 0, shown.output
     doc = json.loads(shown.output)
     assert doc["effective_ring"] == 3 and doc["score"] < 400
-    assert [f["name"] for f in doc["factors"]][0] == "success_rate"
+    assert doc["factors"][0]["name"] == "success_rate"
     assert len(doc["history"]) == 2
     human = run(trust, registry, "report", agent.did)
     assert human.exit_code == 0 and "breakdown" in human.output and "sandbox" in human.output

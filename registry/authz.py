@@ -67,6 +67,16 @@ RULES: Mapping[str, Rule] = {
     # Message verification for thin clients.
     "/mesh.v1.VerifyService/Verify": Rule.AUTHENTICATED,
     "/mesh.v1.VerifyService/VerifyBatch": Rule.AUTHENTICATED,
+    # Credential rotation (docs/rotation.md). RotateKey: over mTLS an agent rotates only
+    # itself; without a certificate the history's signatures by the current and next key
+    # authenticate it (as a key authenticates re-registration).
+    "/mesh.v1.KeyService/RotateKey": Rule.PUBLIC,
+    "/mesh.v1.KeyService/MarkKeyCompromised": Rule.OPERATOR,
+    "/mesh.v1.KeyService/RequestRotation": Rule.OPERATOR,
+    "/mesh.v1.KeyService/RequestRotationAll": Rule.OPERATOR,
+    "/mesh.v1.KeyService/GetRotationStatus": Rule.OPERATOR,
+    "/mesh.v1.CAService/RotateCA": Rule.OPERATOR,
+    "/mesh.v1.CAService/GetCAStatus": Rule.OPERATOR,
     # Standard services.
     "/grpc.health.v1.Health/Check": Rule.PUBLIC,
     "/grpc.health.v1.Health/Watch": Rule.PUBLIC,

@@ -4,6 +4,8 @@
   agents that are due (see :mod:`registry.scoring.recompute`). The job skips its
   turn when another run holds the recompute lock (another replica, or a manual
   ``mesh trust recompute``), so replicas never compute twice.
+* ca-rotation, every minute: the CA schedule (registry.ca.schedule) — prepare,
+  activate, prune authorities when due; each change is announced as an event.
 * prune, hourly: events older than ``event_retention_seconds`` (0 keeps
   everything). A Watch that resumes from a pruned sequence is told to re-snapshot.
 
@@ -24,6 +26,7 @@ from registry.logs import get_logger
 from registry.scoring import Recomputer
 
 PRUNE_INTERVAL_SECONDS = 3600.0
+CA_ROTATION_INTERVAL_SECONDS = 60.0
 
 _log = get_logger("registry.scheduler")
 
@@ -36,12 +39,14 @@ class Scheduler:
         *,
         recompute_interval: float,
         event_retention: float = 0.0,
+        ca_rotator: Any = None,
     ) -> None:
         self._recomputer = recomputer
         self._executor = executor
         self._interval = recompute_interval
         self._retention = event_retention
         self._scheduler: AsyncIOScheduler | None = None
+        self._ca_rotator = ca_rotator
         self.runs = 0
 
     def start(self) -> None:
@@ -63,6 +68,16 @@ class Scheduler:
                 id="event-prune",
                 max_instances=1,
                 coalesce=True,
+            )
+        if self._ca_rotator is not None:
+            scheduler.add_job(
+                self._rotate_ca,
+                "interval",
+                seconds=CA_ROTATION_INTERVAL_SECONDS,
+                id="ca-rotation",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=1),
             )
         scheduler.start()
         self._scheduler = scheduler
@@ -92,6 +107,16 @@ class Scheduler:
 
     def _run_recompute(self) -> Any:
         return self._recomputer.run()
+
+    async def _rotate_ca(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            changes = await loop.run_in_executor(self._executor, self._ca_rotator.tick)
+        except Exception as exc:  # keep the current authorities; the next turn tries again
+            _log.warning("ca.rotation_failed", error=str(exc))
+            return
+        if changes:
+            _log.info("ca.rotated", changes=changes)
 
     async def _prune(self) -> None:
         loop = asyncio.get_running_loop()

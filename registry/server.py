@@ -41,6 +41,8 @@ from mesh.v1 import (
     events_pb2_grpc,
     registration_pb2,
     registration_pb2_grpc,
+    rotation_pb2,
+    rotation_pb2_grpc,
     svid_pb2,
     svid_pb2_grpc,
     tokens_pb2,
@@ -52,18 +54,21 @@ from mesh.v1 import (
 )
 from registry.auth import Authenticator
 from registry.ca.certificate_authority import CertificateAuthority
+from registry.ca.schedule import SchedulePolicy
 from registry.config import Config
 from registry.events.hub import EventHub
 from registry.events.watch import EventService
 from registry.interceptor import GuardInterceptor
 from registry.logs import get_logger
 from registry.metrics import Metrics
+from registry.rotation.ca import CARotator
 from registry.scheduler import Scheduler
 from registry.scoring import Recomputer
 from registry.services._challenge import load_or_create_key
 from registry.services._runtime import Runtime
 from registry.services.agents import AgentService
 from registry.services.registration import RegistrationService
+from registry.services.rotation import CAService, KeyService
 from registry.services.svid import SVIDService
 from registry.services.tokens import JoinTokenService
 from registry.services.trust import TrustService
@@ -88,6 +93,8 @@ SERVICE_NAMES = (
     trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     verify_pb2.DESCRIPTOR.services_by_name["VerifyService"].full_name,
+    rotation_pb2.DESCRIPTOR.services_by_name["KeyService"].full_name,
+    rotation_pb2.DESCRIPTOR.services_by_name["CAService"].full_name,
 )
 
 
@@ -122,6 +129,8 @@ class RegistryServer:
         self.recomputer: Recomputer | None = None
         self.hub: EventHub | None = None
         self.scheduler: Scheduler | None = None
+        # CA rotation: scheduled (a scheduler job) and operator-driven (CAService).
+        self.ca_rotator: CARotator | None = None
         self._unlisten: Any = None
         # (chain PEM, key PEM, roots PEM, expiry) served to new connections.
         self._tls_lock = threading.Lock()
@@ -184,6 +193,16 @@ class RegistryServer:
         events_pb2_grpc.add_EventServiceServicer_to_server(EventService(runtime, hub), server)
         self.verify = VerifyService(runtime)
         verify_pb2_grpc.add_VerifyServiceServicer_to_server(self.verify, server)
+        self.ca_rotator = CARotator(
+            self.ca,
+            self.store,
+            SchedulePolicy(propagation=timedelta(seconds=config.x509_svid_ttl_seconds)),
+            on_change=self._issue_serving_certificate,
+        )
+        rotation_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(runtime), server)
+        rotation_pb2_grpc.add_CAServiceServicer_to_server(
+            CAService(runtime, self.ca_rotator), server
+        )
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -222,6 +241,7 @@ class RegistryServer:
             self._executor,
             recompute_interval=config.trust_recompute_interval_seconds,
             event_retention=float(config.event_retention_seconds),
+            ca_rotator=self.ca_rotator,
         )
         self.scheduler.start()
         _log.info(

@@ -35,6 +35,7 @@ from mesh.keys.identity_key import key_id
 from mesh.registration import verify_proof
 from mesh.spiffeid import agent_spiffe_id
 from mesh.v1 import registration_pb2, registration_pb2_grpc
+from registry.rotation.policy import RotationPolicy, svid_refusal
 from registry.scoring.state import current_state
 from registry.services import _validate as check
 from registry.services._runtime import Runtime, timestamp
@@ -62,6 +63,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         self._rt = runtime
         self._td = runtime.trust_domain.name
         self._svid_ttl = timedelta(seconds=runtime.config.x509_svid_ttl_seconds)
+        self._rotation = RotationPolicy.from_config(runtime.config)
 
     # -- GetChallenge ------------------------------------------------------------
 
@@ -257,6 +259,10 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             fresh = tx.agents.get(agent.did)
             latest = tx.keys.current(agent.did)
             self._check_reregistration(fresh.status, fresh.did, key, latest, "", None)
+            # Past the key age limit: no SVID by re-registration either (rotate first).
+            refusal = svid_refusal(latest, tx.now, self._rotation)
+            if refusal is not None:
+                raise precondition(refusal)
             self._record_svid(tx, agent.did, leaf)
             tx.audit.append(
                 agent.spiffe_id,

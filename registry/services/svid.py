@@ -8,6 +8,7 @@ from typing import Any
 
 from mesh.v1 import svid_pb2, svid_pb2_grpc, types_pb2
 from registry.interceptor import current_principal
+from registry.rotation.policy import RotationPolicy, svid_refusal
 from registry.services import _validate as check
 from registry.services._runtime import Runtime, timestamp
 from registry.status import precondition
@@ -19,6 +20,8 @@ class SVIDService(svid_pb2_grpc.SVIDServiceServicer):
         self._svid_ttl = timedelta(seconds=runtime.config.x509_svid_ttl_seconds)
         self._jwt_default = runtime.config.jwt_svid_default_ttl_seconds
         self._jwt_max = runtime.config.jwt_svid_max_ttl_seconds
+        # Key age past the hard limit, or a compromised key: no SVID until the agent rotates.
+        self._rotation = RotationPolicy.from_config(runtime.config)
 
     async def RenewX509SVID(
         self, request: svid_pb2.RenewX509SVIDRequest, context: Any
@@ -34,6 +37,9 @@ class SVIDService(svid_pb2_grpc.SVIDServiceServicer):
             agent = tx.agents.get(did)
             if agent.status != "active":
                 raise precondition(f"agent {did} is {agent.status}; it gets no new SVIDs")
+            refusal = svid_refusal(tx.keys.current(did), tx.now, self._rotation)
+            if refusal is not None:
+                raise precondition(refusal)
             tx.svids.record(
                 serial=format(leaf.serial_number, "x"),
                 did=did,

@@ -13,7 +13,6 @@ import functools
 import itertools
 import logging
 import os
-import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,7 +23,8 @@ import grpc
 from mesh.client.channel import DEFAULT_REGISTRY, TLSConfig, mtls_addresses, parse_addresses
 from mesh.enforcer.errors import RingDenied
 from mesh.enforcer.state import Change, EnforcerState
-from mesh.v1 import events_pb2, events_pb2_grpc
+from mesh.v1 import events_pb2
+from mesh.watch import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 ChangeCallback = Callable[[Change], None]
 
-_RETRY_FIRST, _RETRY_MAX = 0.05, 5.0
 #: Files of an enforcer credential directory (``mesh principal create --kind enforcer``).
 CERT_FILE, KEY_FILE, BUNDLE_FILE = "enforcer.pem", "enforcer.key", "bundle.pem"
 
@@ -47,20 +46,13 @@ class Enforcer:
         agent_dids: Iterable[str] = (),
         name: str = "enforcer",
     ) -> None:
-        self._channel_factory = channel_factory
-        self._agent_dids = tuple(agent_dids)
-        self._name = name
         self.state = EnforcerState()
         self._callbacks: list[ChangeCallback] = []
-        self._stop = threading.Event()
         self._synced = threading.Event()
-        self._lock = threading.Lock()
-        self._call: grpc.Future | None = None
-        self._thread: threading.Thread | None = None
         self._progress = threading.Condition()
-        self._skip_backoff = False
-        self.reconnects = 0
-        self.last_error: str | None = None
+        self._subscription = Subscription(
+            channel_factory, _Follower(self), agent_dids=agent_dids, name=name
+        )
 
     @classmethod
     def connect(
@@ -105,10 +97,9 @@ class Enforcer:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Enforcer:
-        if self._thread is not None:
+        if self._subscription.running:
             raise RuntimeError("the enforcer is already running")
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self._thread.start()
+        self._subscription.start()
         return self
 
     def wait_synced(self, timeout: float | None = None) -> bool:
@@ -124,19 +115,10 @@ class Enforcer:
 
     def reconnect(self) -> None:
         """Drop the stream now; it resumes at once from the last sequence applied."""
-        with self._lock:
-            self._skip_backoff = True
-            if self._call is not None:
-                self._call.cancel()
+        self._subscription.reconnect()
 
     def stop(self) -> None:
-        self._stop.set()
-        with self._lock:
-            if self._call is not None:
-                self._call.cancel()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._subscription.stop()
 
     def __enter__(self) -> Enforcer:
         return self.start()
@@ -216,70 +198,53 @@ class Enforcer:
                 except Exception:
                     log.exception("enforcer callback failed for %s", change.agent_did)
 
-    # -- the subscription ------------------------------------------------------------------
+    # -- the subscription (mesh.watch: one resume loop for every follower) ----------------
 
-    def _run(self) -> None:
-        delay = _RETRY_FIRST
-        while not self._stop.is_set():
-            try:
-                self._follow()
-                delay = _RETRY_FIRST
-            except grpc.RpcError as error:
-                if self._stop.is_set():
-                    return
-                code = error.code()
-                self.last_error = f"{code.name}: {error.details()}"
-                if code == grpc.StatusCode.OUT_OF_RANGE:
-                    # Our position was pruned: take a fresh snapshot at once.
-                    self.state.last_sequence = 0
-                    delay = 0.0
-                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    delay = 0.0  # fell behind: resume right away from our last sequence
-            except Exception as error:  # a callback or a bug: keep enforcing, log, retry
-                if self._stop.is_set():
-                    return
-                self.last_error = repr(error)
-                log.exception("enforcer stream failed")
-            with self._lock:
-                if self._skip_backoff:
-                    self._skip_backoff = False
-                    delay = 0.0
-            self.reconnects += 1
-            if delay:
-                self._stop.wait(delay * (0.5 + random.random()))
-            delay = min(max(delay * 2, _RETRY_FIRST), _RETRY_MAX)
+    @property
+    def reconnects(self) -> int:
+        return self._subscription.reconnects
 
-    def _follow(self) -> None:
-        channel = self._channel_factory()
-        try:
-            stub = events_pb2_grpc.EventServiceStub(channel)
-            start = self.state.last_sequence
-            request = events_pb2.WatchRequest(from_sequence=start, agent_dids=self._agent_dids)
-            call = stub.Watch(request)
-            with self._lock:
-                if self._stop.is_set():
-                    call.cancel()
-                    return
-                self._call = call
-            if start == 0:
-                self.state.begin_snapshot()
-            for item in call:
-                kind = item.WhichOneof("item")
-                if kind == "event":
-                    with self._progress:
-                        change = self.state.apply_event(item.event)
-                        self._progress.notify_all()
-                    if change is not None:
-                        self._fire((change,))
-                elif kind == "snapshot":
-                    self.state.apply_snapshot(item.snapshot)
-                elif kind == "snapshot_done":
-                    with self._progress:
-                        changes = self.state.finish_snapshot(item.snapshot_done.sequence)
-                        self._progress.notify_all()
-                    self._fire(changes)
-                    self._synced.set()
-        finally:
-            with self._lock:
-                self._call = None
-            channel.close()
+    @property
+    def last_error(self) -> str | None:
+        return self._subscription.last_error
+
+
+class _Follower:
+    """The enforcer's side of the Watch stream (:class:`mesh.watch.WatchHandler`)."""
+
+    def __init__(self, enforcer: Enforcer) -> None:
+        self._e = enforcer
+
+    def position(self) -> int:
+        return self._e.state.last_sequence
+
+    def reset(self) -> None:
+        self._e.state.last_sequence = 0
+
+    def begin_snapshot(self) -> None:
+        self._e.state.begin_snapshot()
+
+    def snapshot(self, state: events_pb2.AgentState) -> None:
+        self._e.state.apply_snapshot(state)
+
+    def snapshot_done(self, sequence: int) -> None:
+        e = self._e
+        with e._progress:
+            changes = e.state.finish_snapshot(sequence)
+            e._progress.notify_all()
+        e._fire(changes)
+        e._synced.set()
+
+    def event(self, event: events_pb2.Event) -> None:
+        e = self._e
+        with e._progress:
+            change = e.state.apply_event(event)
+            e._progress.notify_all()
+        if change is not None:
+            e._fire((change,))
+
+    def connected(self) -> None:
+        pass
+
+    def disconnected(self, reason: str) -> None:
+        pass

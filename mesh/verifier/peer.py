@@ -482,17 +482,19 @@ class _Follower:
 
     def __init__(self, verifier: PeerVerifier) -> None:
         self._v = verifier
-        self._resuming = False
 
     def position(self) -> int:
         return self._v._position
+
+    def reset(self) -> None:
+        with self._v._lock:
+            self._v._position = 0
 
     def begin_snapshot(self) -> None:
         v = self._v
         with v._lock:
             v._position = 0
             v._snapshot_started = v._clock()
-        self._resuming = False
 
     def snapshot(self, state: events_pb2.AgentState) -> None:
         self._v._apply_snapshot_state(state)

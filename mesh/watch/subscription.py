@@ -37,8 +37,15 @@ class WatchHandler(Protocol):
         """The last sequence applied (0: none yet, start with a snapshot)."""
         ...
 
+    def reset(self) -> None:
+        """Our position was pruned: forget it, so the next stream starts with a snapshot.
+
+        The current picture may keep answering until the new snapshot is complete.
+        """
+        ...
+
     def begin_snapshot(self) -> None:
-        """A snapshot follows (fresh start, or our position was pruned)."""
+        """A snapshot follows (position 0: a fresh start, or after :meth:`reset`)."""
         ...
 
     def snapshot(self, state: events_pb2.AgentState) -> None: ...
@@ -83,6 +90,7 @@ class Subscription:
         self._lock = threading.Lock()
         self._call: grpc.Future | None = None
         self._thread: threading.Thread | None = None
+        self._skip_backoff = False
         self.reconnects = 0
         self.last_error: str | None = None
 
@@ -103,6 +111,13 @@ class Subscription:
             self._thread.join(timeout=5)
             self._thread = None
 
+    def reconnect(self) -> None:
+        """Drop the stream now; it resumes at once from the last sequence applied."""
+        with self._lock:
+            self._skip_backoff = True
+            if self._call is not None:
+                self._call.cancel()
+
     @property
     def running(self) -> bool:
         return self._thread is not None and not self._stop.is_set()
@@ -120,7 +135,7 @@ class Subscription:
                 reason = f"{code.name}: {details}"
                 if code == grpc.StatusCode.OUT_OF_RANGE:
                     # Our position was pruned: take a fresh snapshot at once.
-                    self._handler.begin_snapshot()
+                    self._handler.reset()
                     delay = 0.0
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     delay = 0.0  # fell behind: resume right away from our last sequence
@@ -133,6 +148,10 @@ class Subscription:
                 return
             self.last_error = reason
             self._handler.disconnected(reason)
+            with self._lock:
+                if self._skip_backoff:
+                    self._skip_backoff = False
+                    delay = 0.0
             self.reconnects += 1
             if delay:
                 self._stop.wait(delay * (0.5 + random.random()))

@@ -110,3 +110,40 @@ def test_two_processes_sharing_the_guard_accept_each_nonce_exactly_once(redis_ur
     guard = RedisReplayGuard(redis_url, namespace)
     until = datetime.now(UTC) + timedelta(minutes=5)
     assert not any(guard.check_and_remember("did:mesh:sender", n, until) for n in nonces[:50])
+
+
+def _verify_in_process(url: str, namespace: str, public_key: bytes, wire: str, out: object) -> None:
+    from mesh.envelope import Envelope, EnvelopeError, StaticKeys, Verifier
+
+    verifier = Verifier(
+        StaticKeys.inception(public_key),
+        audience="spiffe://test.mesh/service",
+        replay=RedisReplayGuard(url, namespace),
+    )
+    try:
+        verifier.verify(Envelope.from_json(wire))
+    except EnvelopeError as exc:
+        out.put(exc.reason)  # type: ignore[attr-defined]
+        return
+    out.put("accepted")  # type: ignore[attr-defined]
+
+
+def test_a_message_accepted_by_one_process_is_a_replay_in_the_other(redis_url: str) -> None:
+    from mesh.envelope import sign_message
+    from mesh.keys import IdentityKey
+
+    key = IdentityKey.generate()
+    wire = sign_message(key, str(key.did()), "t", b"pay 10", "spiffe://test.mesh/service")
+    namespace = _namespace()
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    verdicts = []
+    for _ in range(2):  # two processes of one service, one after the other
+        p = ctx.Process(
+            target=_verify_in_process,
+            args=(redis_url, namespace, key.public_key, wire.to_json(), out),
+        )
+        p.start()
+        verdicts.append(out.get(timeout=60))
+        p.join(30)
+    assert verdicts == ["accepted", "Replayed"]

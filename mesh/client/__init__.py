@@ -5,6 +5,8 @@
   directory, fetch JWT-SVIDs.
 * :class:`OperatorClient`: join tokens, agents, bundle, DID resolution, with
   the operator credential from the registry's data dir.
+* :class:`CredentialRotator`: rotate the identity key on schedule and when
+  an operator asks; pick up a new trust bundle without a restart.
 * :class:`RegistryChannel`: TLS/mTLS channels with deadlines, failover and
   retries on UNAVAILABLE only.
 """
@@ -33,6 +35,14 @@ from mesh.client.errors import (
     Unauthenticated,
 )
 from mesh.client.operator import OperatorClient, operator_tls
+from mesh.client.rotation import CredentialRotator
+from mesh.client.rotation_types import (
+    CAStatus,
+    KeyRotation,
+    RotationCampaign,
+    RotationState,
+    RotationStatus,
+)
 from mesh.client.types import (
     JWTSVID,
     Agent,
@@ -54,12 +64,15 @@ __all__ = [
     "AlreadyExists",
     "AsyncAgentClient",
     "AsyncRegistryChannel",
+    "CAStatus",
     "CreatedJoinToken",
     "CredentialError",
+    "CredentialRotator",
     "FailedPrecondition",
     "InvalidRequest",
     "JoinToken",
     "KeyInfo",
+    "KeyRotation",
     "NotFound",
     "OperatorClient",
     "PermissionDenied",
@@ -71,6 +84,9 @@ __all__ = [
     "Resolution",
     "ResponseError",
     "RetryPolicy",
+    "RotationCampaign",
+    "RotationState",
+    "RotationStatus",
     "TLSConfig",
     "TrustBundle",
     "Unauthenticated",

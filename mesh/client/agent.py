@@ -26,15 +26,33 @@ from datetime import timedelta
 import grpc
 
 from mesh.client._internal import flow
+from mesh.client._internal import rotation as key_rotation
 from mesh.client._internal.core import AgentCore, Attempt, Clock, utc_now
 from mesh.client.channel import DEFAULT_TIMEOUT, RegistryChannel, RetryPolicy, TLSConfig
-from mesh.client.errors import FailedPrecondition, PermissionDenied, Unauthenticated
+from mesh.client.errors import (
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from mesh.client.operator import fetch_trust_bundle
 from mesh.client.renewal import DEFAULT_JITTER
+from mesh.client.rotation_types import KeyRotation
 from mesh.client.types import JWTSVID, Registration, TrustBundle
 from mesh.errors import MeshError
+from mesh.rotation import ROTATION_REQUIRED
 from mesh.svid import X509SVID
-from mesh.v1 import registration_pb2, registration_pb2_grpc, svid_pb2, svid_pb2_grpc
+from mesh.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    registration_pb2,
+    registration_pb2_grpc,
+    rotation_pb2,
+    rotation_pb2_grpc,
+    svid_pb2,
+    svid_pb2_grpc,
+)
 
 # wait(seconds) -> True when the client was stopped during the wait.
 Wait = Callable[[float], bool]
@@ -72,6 +90,9 @@ class AgentClient(AgentCore):
         rng: random.Random | None = None,
         on_renewed: Callable[[Registration], None] | None = None,
         on_error: Callable[[MeshError], None] | None = None,
+        on_key_rotated: Callable[[KeyRotation], None] | None = None,
+        on_bundle_changed: Callable[[bytes], None] | None = None,
+        auto_rotate: bool = True,
     ) -> None:
         super().__init__(
             registry,
@@ -96,6 +117,12 @@ class AgentClient(AgentCore):
         )
         self._mtls: RegistryChannel | None = None
         self._thread: threading.Thread | None = None
+        # Key rotation: one at a time, never holding up renewal or JWT-SVID calls.
+        self._rotation_lock = threading.Lock()
+        self._on_key_rotated = on_key_rotated
+        self._on_bundle_changed = on_bundle_changed
+        # Rotate by itself when the registry refuses an SVID until the key is rotated.
+        self.auto_rotate = auto_rotate
 
     # -- registration ------------------------------------------------------------------
 
@@ -164,6 +191,115 @@ class AgentClient(AgentCore):
     def trust_bundle(self) -> TrustBundle:
         """The registry's current trust bundle (no credential needed)."""
         return fetch_trust_bundle(self._public)
+
+    def refresh_bundle(self) -> bool:
+        """Fetch the trust bundle; if its authorities changed, use them from now on.
+
+        Writes ``bundle.0.pem`` and swaps the TLS roots of both channels (new
+        connections trust the new set; nothing restarts). True when it changed.
+        """
+        bundle = self.trust_bundle()
+        pem = bundle.x509_authorities_pem
+        with self._lock:
+            if self.dir.bundle.exists() and self.dir.read_bundle() == pem:
+                return False
+            self.dir.write_bundle(pem)
+            if self._mtls is not None and self.dir.has_svid():
+                chain_pem, key_pem = self.dir.read_svid()
+                self._mtls.update_tls(TLSConfig(pem, chain_pem, key_pem))
+            self._public.update_tls(TLSConfig(pem))
+        if self._on_bundle_changed is not None:
+            self._on_bundle_changed(pem)
+        return True
+
+    # -- identity key rotation ---------------------------------------------------------
+
+    def rotate_key(self, *, lead: timedelta = key_rotation.DEFAULT_LEAD) -> KeyRotation:
+        """Rotate the identity key: a new key, the history signed by both, the registry told.
+
+        The DID stays. The rotation is dated at a whole second ``lead`` ahead
+        (see :class:`mesh.rotation.RotatingSigner`); the directory switches to
+        the new key only once the registry has accepted it, and survives a crash
+        at any point (see :mod:`mesh.client._internal.rotation`). A refusal
+        raises (and leaves the current key in place); an unreachable registry
+        raises and the next call resumes the same rotation.
+        """
+        with self._rotation_lock:
+            pending = key_rotation.load_pending(self.dir, self._passphrase)
+            if pending is not None and pending.at <= self._clock():
+                held = self._registry_kid()
+                if held == pending.key.kid:
+                    key_rotation.commit(self.dir, pending, self._passphrase)
+                    return self._key_rotated(pending, rotated=False)
+                if held is not None:
+                    # The registry never got it and its time has passed: make a fresh one.
+                    key_rotation.abandon(self.dir)
+                    pending = None
+            if pending is None:
+                pending = key_rotation.prepare(self.dir, self._passphrase, self._clock(), lead)
+            try:
+                response = self._submit_rotation(pending.history.to_json())
+            except (InvalidRequest, FailedPrecondition, PermissionDenied, NotFound):
+                key_rotation.abandon(self.dir)
+                raise
+            key_rotation.check_accepted(pending, response.current_key.kid)
+            key_rotation.commit(self.dir, pending, self._passphrase)
+            return self._key_rotated(pending, rotated=bool(response.rotated))
+
+    def _key_rotated(self, pending: key_rotation.PendingRotation, *, rotated: bool) -> KeyRotation:
+        result = KeyRotation(
+            did=str(pending.history.did),
+            previous_kid=pending.previous_kid,
+            kid=pending.key.kid,
+            at=pending.at,
+            rotated=rotated,
+        )
+        if self._on_key_rotated is not None:
+            self._on_key_rotated(result)
+        return result
+
+    def _submit_rotation(self, history_json: str) -> rotation_pb2.RotateKeyResponse:
+        request = rotation_pb2.RotateKeyRequest(key_history=history_json)
+
+        def op(ch: grpc.Channel) -> rotation_pb2.RotateKeyResponse:
+            stub = rotation_pb2_grpc.KeyServiceStub(ch)
+            response: rotation_pb2.RotateKeyResponse = stub.RotateKey(
+                request, timeout=self._timeout
+            )
+            return response
+
+        if self._svid_usable():
+            try:
+                return self._agent_channel().call(op)
+            except Unauthenticated:
+                pass  # the SVID is no longer accepted: the history's signatures suffice
+        return self._public.call(op)
+
+    def _svid_usable(self) -> bool:
+        if not self.dir.has_svid():
+            return False
+        try:
+            with self._lock:
+                svid = self._current_svid()
+        except MeshError:
+            return False
+        return svid.expires_at > self._clock()
+
+    def _registry_kid(self) -> str | None:
+        """The current kid the registry holds for this agent, or None if it cannot be asked."""
+        if not self._svid_usable():
+            return None
+        try:
+            info = self._info()
+            request = agents_pb2.ResolveDIDRequest(did=info.did)
+            response = self._agent_channel().call(
+                lambda ch: agents_pb2_grpc.AgentServiceStub(ch).ResolveDID(
+                    request, timeout=self._timeout
+                )
+            )
+        except MeshError:
+            return None
+        return str(response.agent.current_key.kid) or None
 
     @property
     def svid(self) -> X509SVID:
@@ -244,11 +380,21 @@ class AgentClient(AgentCore):
 
     def _renew_or_reregister(self) -> Registration:
         try:
-            return self.renew()
+            return self._rotating(self.renew)
         except Unauthenticated:
             # The SVID expired while the registry was away, or was not accepted:
             # authenticate with the identity key instead, as after a restart.
-            return self.register()
+            return self._rotating(self.register)
+
+    def _rotating(self, op: Callable[[], Registration]) -> Registration:
+        """``op``; when the registry wants the key rotated first, rotate and try again."""
+        try:
+            return op()
+        except FailedPrecondition as exc:
+            if not self.auto_rotate or f"): {ROTATION_REQUIRED}:" not in exc.message:
+                raise
+            self.rotate_key()
+            return op()
 
     def stop(self) -> None:
         """Stop background renewal (waits for a renewal in progress). Idempotent."""

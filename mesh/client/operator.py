@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,20 @@ from mesh.client.channel import (
     parse_addresses,
 )
 from mesh.client.errors import CredentialError, ResponseError
+from mesh.client.rotation_types import (
+    AgentRotation,
+    CAAuthority,
+    CAStatus,
+    RotationCampaign,
+    RotationState,
+    RotationStatus,
+)
 from mesh.client.types import (
     Agent,
     AgentStatus,
     CreatedJoinToken,
     JoinToken,
+    KeyInfo,
     Resolution,
     TrustBundle,
 )
@@ -43,6 +52,8 @@ from mesh.errors import MeshError
 from mesh.v1 import (
     agents_pb2,
     agents_pb2_grpc,
+    rotation_pb2,
+    rotation_pb2_grpc,
     svid_pb2,
     svid_pb2_grpc,
     tokens_pb2,
@@ -233,6 +244,120 @@ class OperatorClient:
     def trust_bundle(self) -> TrustBundle:
         """The registry's current trust bundle, checked to parse as a SPIFFE bundle."""
         return fetch_trust_bundle(self._channel)
+
+    # -- rotation ----------------------------------------------------------------------
+
+    def _keys(self, name: str, request: Any) -> Any:
+        timeout = self._channel.timeout
+        return self._channel.call(
+            lambda ch: getattr(rotation_pb2_grpc.KeyServiceStub(ch), name)(
+                request, timeout=timeout
+            )
+        )
+
+    def request_rotation(self, did: str, reason: str = "") -> RotationCampaign:
+        """Ask one running agent to rotate its identity key now (an event on its stream)."""
+        request = rotation_pb2.RequestRotationRequest(did=_did(did), reason=reason)
+        return _campaign(self._keys("RequestRotation", request))
+
+    def request_rotation_all(
+        self, older_than: timedelta | None = None, reason: str = ""
+    ) -> RotationCampaign:
+        """Ask every active agent whose key is older than ``older_than`` (None: all) to rotate."""
+        seconds = 0 if older_than is None else ttl_seconds(older_than, "older_than")
+        request = rotation_pb2.RequestRotationAllRequest(older_than_seconds=seconds, reason=reason)
+        return _campaign(self._keys("RequestRotationAll", request))
+
+    def rotation_status(self, campaign_id: str, *, include_agents: bool = False) -> RotationStatus:
+        request = rotation_pb2.GetRotationStatusRequest(
+            campaign_id=campaign_id, include_agents=include_agents
+        )
+        r = self._keys("GetRotationStatus", request)
+        states = {
+            rotation_pb2.ROTATION_STATE_PENDING: RotationState.PENDING,
+            rotation_pb2.ROTATION_STATE_ROTATED: RotationState.ROTATED,
+            rotation_pb2.ROTATION_STATE_FAILED: RotationState.FAILED,
+        }
+        return RotationStatus(
+            campaign_id=r.campaign_id,
+            requested=r.requested,
+            rotated=r.rotated,
+            pending=r.pending,
+            failed=r.failed,
+            agents=tuple(
+                AgentRotation(
+                    did=a.did,
+                    state=states.get(a.state, RotationState.PENDING),
+                    requested_kid=a.requested_kid,
+                    current_kid=a.current_kid,
+                    detail=a.detail,
+                )
+                for a in r.agents
+            ),
+        )
+
+    def mark_key_compromised(
+        self,
+        did: str,
+        *,
+        kid: str = "",
+        at: datetime | None = None,
+        reason: str = "",
+    ) -> KeyInfo:
+        """Signatures by the key (default: the current one) at or after ``at`` (default: now)
+        are rejected at once; the agent gets no SVID until it rotates."""
+        request = rotation_pb2.MarkKeyCompromisedRequest(did=_did(did), kid=kid, reason=reason)
+        if at is not None:
+            if at.tzinfo is None:
+                raise MeshError("the compromise time must be timezone-aware (UTC)")
+            request.compromised_at.FromDatetime(at.astimezone(UTC))
+        return convert.key_info(self._keys("MarkKeyCompromised", request))
+
+    def rotate_ca(self, *, activate: bool = False, force: bool = False) -> CAStatus:
+        """Prepare the next CA now; with ``activate``, make it sign (see docs/rotation.md)."""
+        request = rotation_pb2.RotateCARequest(activate=activate, force=force)
+        timeout = self._channel.timeout
+        return _ca_status(
+            self._channel.call(
+                lambda ch: rotation_pb2_grpc.CAServiceStub(ch).RotateCA(request, timeout=timeout)
+            )
+        )
+
+    def ca_status(self) -> CAStatus:
+        request = rotation_pb2.GetCAStatusRequest()
+        timeout = self._channel.timeout
+        return _ca_status(
+            self._channel.call(
+                lambda ch: rotation_pb2_grpc.CAServiceStub(ch).GetCAStatus(
+                    request, timeout=timeout
+                )
+            )
+        )
+
+
+def _campaign(r: Any) -> RotationCampaign:
+    return RotationCampaign(
+        id=r.id, requested=r.requested, requested_at=convert.time_of(r, "requested_at")
+    )
+
+
+def _ca_status(r: Any) -> CAStatus:
+    return CAStatus(
+        authorities=tuple(
+            CAAuthority(
+                kind=a.kind,
+                id=a.id,
+                state=a.state,
+                not_before=convert.time_of(a, "not_before"),
+                not_after=convert.time_of(a, "not_after"),
+            )
+            for a in r.authorities
+        ),
+        sequence=r.sequence,
+        next_change_at=convert.time_of(r, "next_change_at"),
+        next_change=r.next_change,
+        changes=tuple(r.changes),
+    )
 
 
 def fetch_trust_bundle(channel: RegistryChannel) -> TrustBundle:

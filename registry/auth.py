@@ -138,7 +138,7 @@ class Authenticator:
             did = did_from_agent_spiffe_id(peer.spiffe_id)
         except InvalidIdentifier as exc:
             raise unauthenticated(str(exc)) from None
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             agent = tx.agents.find(str(did))
             try:
                 svid = tx.svids.get(peer.serial)
@@ -161,7 +161,7 @@ class Authenticator:
 
     def _operator(self, peer: _Peer) -> Principal:
         name = peer.spiffe_id.segments[1]
-        with self._store.transaction() as tx:
+        with self._store.read() as tx:
             record = tx.principals.find_by_name("operator", name)
         if record is None:
             raise unauthenticated(f"{peer.spiffe_id} is not a known operator")

@@ -58,8 +58,8 @@ class Counts:
     audit: int
 
 
-def counts(registry: RunningRegistry) -> Counts:
-    with registry.store.read() as view:
+def counts(backend: RunningRegistry) -> Counts:
+    with backend.store.read() as view:
         return Counts(view.agents.count(), view.events.latest_seq(), view.audit.latest_seq())
 
 
@@ -74,43 +74,49 @@ def code_of(fn: Any, request: Any) -> S:
 
 
 @pytest.fixture(scope="module")
-def agent(registry: RunningRegistry) -> Agent:
-    return registry.register("bad/input")
+def backend(any_registry: RunningRegistry) -> RunningRegistry:
+    """Every test here runs against SQLite and against PostgreSQL."""
+    return any_registry
 
 
 @pytest.fixture(scope="module")
-def stubs(registry: RunningRegistry, agent: Agent) -> Iterator[dict[str, Any]]:
+def agent(backend: RunningRegistry) -> Agent:
+    return backend.register("bad/input")
+
+
+@pytest.fixture(scope="module")
+def stubs(backend: RunningRegistry, agent: Agent) -> Iterator[dict[str, Any]]:
     agent_ch = agent.channel()
-    op_ch = registry.operator()
+    op_ch = backend.operator()
     yield {
-        "register": registry.registration().Register,
-        "renew": registry.svids(agent_ch).RenewX509SVID,
-        "jwt": registry.svids(agent_ch).FetchJWTSVID,
-        "resolve": registry.agents(agent_ch).ResolveDID,
-        "get": registry.agents(op_ch).GetAgent,
-        "list": registry.agents(op_ch).ListAgents,
-        "revoke": registry.agents(op_ch).RevokeAgent,
-        "terminate": registry.agents(op_ch).TerminateAgent,
-        "create_token": registry.tokens(op_ch).CreateJoinToken,
-        "list_tokens": registry.tokens(op_ch).ListJoinTokens,
-        "revoke_token": registry.tokens(op_ch).RevokeJoinToken,
+        "register": backend.registration().Register,
+        "renew": backend.svids(agent_ch).RenewX509SVID,
+        "jwt": backend.svids(agent_ch).FetchJWTSVID,
+        "resolve": backend.agents(agent_ch).ResolveDID,
+        "get": backend.agents(op_ch).GetAgent,
+        "list": backend.agents(op_ch).ListAgents,
+        "revoke": backend.agents(op_ch).RevokeAgent,
+        "terminate": backend.agents(op_ch).TerminateAgent,
+        "create_token": backend.tokens(op_ch).CreateJoinToken,
+        "list_tokens": backend.tokens(op_ch).ListJoinTokens,
+        "revoke_token": backend.tokens(op_ch).RevokeJoinToken,
     }
 
 
-def _token_record(registry: RunningRegistry, token: str) -> Any:
+def _token_record(backend: RunningRegistry, token: str) -> Any:
     if not token:
         return None
-    with registry.store.read() as view:
+    with backend.store.read() as view:
         return view.tokens.find_by_hash(hash_token(token))
 
 
-def assert_refused_cleanly(registry: RunningRegistry, request: Any, allowed: set[S]) -> S:
-    before = counts(registry)
-    token_before = _token_record(registry, request.join_token)
-    code = code_of(registry.registration().Register, request)
+def assert_refused_cleanly(backend: RunningRegistry, request: Any, allowed: set[S]) -> S:
+    before = counts(backend)
+    token_before = _token_record(backend, request.join_token)
+    code = code_of(backend.registration().Register, request)
     assert code in allowed, code
-    assert counts(registry) == before
-    assert _token_record(registry, request.join_token) == token_before
+    assert counts(backend) == before
+    assert _token_record(backend, request.join_token) == token_before
     return code
 
 
@@ -123,7 +129,7 @@ def assert_refused_cleanly(registry: RunningRegistry, request: Any, allowed: set
     metadata=st.dictionaries(text, text, max_size=20), key_history=text,
 )
 def test_register_random_fields(
-    registry: RunningRegistry, join_token: str, public_key: bytes, challenge: bytes,
+    backend: RunningRegistry, join_token: str, public_key: bytes, challenge: bytes,
     proof: bytes, csr: bytes, metadata: dict[str, str], key_history: str,
 ) -> None:
     request = registration_pb2.RegisterRequest(
@@ -131,7 +137,7 @@ def test_register_random_fields(
         metadata=metadata, key_history=key_history,
     )
     assert_refused_cleanly(
-        registry, request, {S.INVALID_ARGUMENT, S.UNAUTHENTICATED, S.FAILED_PRECONDITION}
+        backend, request, {S.INVALID_ARGUMENT, S.UNAUTHENTICATED, S.FAILED_PRECONDITION}
     )
 
 
@@ -140,7 +146,7 @@ _FIELDS = ("join_token", "public_key", "challenge", "proof", "csr", "metadata", 
 
 @SETTINGS
 @given(field=st.sampled_from(_FIELDS), data=st.data())
-def test_register_one_field_mutated(registry: RunningRegistry, field: str, data: Any) -> None:
+def test_register_one_field_mutated(backend: RunningRegistry, field: str, data: Any) -> None:
     """A valid request with one field replaced by a random value: refused, nothing written."""
     from datetime import UTC, datetime
 
@@ -148,7 +154,7 @@ def test_register_one_field_mutated(registry: RunningRegistry, field: str, data:
 
     identity = IdentityKey.generate()
     history = KeyHistory.incept(identity, datetime.now(UTC))
-    request, _ = registry.register_request(identity, registry.join_token("bad/mutated"),
+    request, _ = backend.register_request(identity, backend.join_token("bad/mutated"),
                                            history=history)
     if field == "metadata":
         value = data.draw(st.dictionaries(text, text, min_size=1, max_size=20))
@@ -167,23 +173,23 @@ def test_register_one_field_mutated(registry: RunningRegistry, field: str, data:
     else:
         setattr(request, field, data.draw(blobs.filter(lambda b: b != getattr(request, field))))
     assert_refused_cleanly(
-        registry, request, {S.INVALID_ARGUMENT, S.UNAUTHENTICATED, S.FAILED_PRECONDITION}
+        backend, request, {S.INVALID_ARGUMENT, S.UNAUTHENTICATED, S.FAILED_PRECONDITION}
     )
 
 
 @pytest.mark.parametrize("weak", [*SMALL_ORDER, NON_CANONICAL], ids=lambda b: b.hex()[:8])
-def test_register_weak_keys(registry: RunningRegistry, weak: bytes) -> None:
-    request, _ = registry.register_request(IdentityKey.generate(), registry.join_token())
+def test_register_weak_keys(backend: RunningRegistry, weak: bytes) -> None:
+    request, _ = backend.register_request(IdentityKey.generate(), backend.join_token())
     request.public_key = weak
-    assert assert_refused_cleanly(registry, request, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
+    assert assert_refused_cleanly(backend, request, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
 
 
-def test_register_mixed_order_key(registry: RunningRegistry) -> None:
+def test_register_mixed_order_key(backend: RunningRegistry) -> None:
     honest = IdentityKey.generate().public_key
     mixed = crypto_core_ed25519_add(honest, SMALL_ORDER[4])
-    request, _ = registry.register_request(IdentityKey.generate(), registry.join_token())
+    request, _ = backend.register_request(IdentityKey.generate(), backend.join_token())
     request.public_key = mixed
-    assert assert_refused_cleanly(registry, request, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
+    assert assert_refused_cleanly(backend, request, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
 
 
 def _csr_with(key: Any, *, sans: list[x509.GeneralName] | None = None, ca: bool = False) -> bytes:
@@ -225,71 +231,71 @@ def _bad_csrs(identity: IdentityKey) -> dict[str, bytes]:
     ["rsa", "ed25519", "p384", "extra-dns-san", "two-uris", "foreign-id", "ca-flag", "garbage",
      "truncated"],
 )
-def test_register_bad_csr(registry: RunningRegistry, kind: str) -> None:
+def test_register_bad_csr(backend: RunningRegistry, kind: str) -> None:
     identity = IdentityKey.generate()
     csr = _bad_csrs(identity)[kind]
-    request, _ = registry.register_request(identity, registry.join_token(), csr=csr)
+    request, _ = backend.register_request(identity, backend.join_token(), csr=csr)
     # The proof covers this CSR, so the refusal is the CA's, with its reason.
-    assert assert_refused_cleanly(registry, request, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
+    assert assert_refused_cleanly(backend, request, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
 
 
-def test_register_token_states(registry: RunningRegistry) -> None:
+def test_register_token_states(backend: RunningRegistry) -> None:
     # Unknown token.
-    request, _ = registry.register_request(IdentityKey.generate(), "mjt.unknown-token")
-    assert assert_refused_cleanly(registry, request, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
+    request, _ = backend.register_request(IdentityKey.generate(), "mjt.unknown-token")
+    assert assert_refused_cleanly(backend, request, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
     # Revoked token.
-    created = registry.tokens().CreateJoinToken(
+    created = backend.tokens().CreateJoinToken(
         tokens_pb2.CreateJoinTokenRequest(agent_name="bad/revoked")
     )
-    registry.tokens().RevokeJoinToken(tokens_pb2.RevokeJoinTokenRequest(id=created.info.id))
-    request, _ = registry.register_request(IdentityKey.generate(), created.token)
-    assert assert_refused_cleanly(registry, request, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
+    backend.tokens().RevokeJoinToken(tokens_pb2.RevokeJoinTokenRequest(id=created.info.id))
+    request, _ = backend.register_request(IdentityKey.generate(), created.token)
+    assert assert_refused_cleanly(backend, request, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
     # Expired token.
-    token = registry.join_token("bad/expired", ttl=1)
+    token = backend.join_token("bad/expired", ttl=1)
     time.sleep(1.2)
-    request, _ = registry.register_request(IdentityKey.generate(), token)
-    assert assert_refused_cleanly(registry, request, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
+    request, _ = backend.register_request(IdentityKey.generate(), token)
+    assert assert_refused_cleanly(backend, request, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
     # Token used by another key.
-    used = registry.join_token("bad/used")
-    first, _ = registry.register_request(IdentityKey.generate(), used)
-    registry.registration().Register(first)
-    request, _ = registry.register_request(IdentityKey.generate(), used)
-    assert assert_refused_cleanly(registry, request, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
+    used = backend.join_token("bad/used")
+    first, _ = backend.register_request(IdentityKey.generate(), used)
+    backend.registration().Register(first)
+    request, _ = backend.register_request(IdentityKey.generate(), used)
+    assert assert_refused_cleanly(backend, request, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
     # A malformed token never reaches the store.
-    request, _ = registry.register_request(IdentityKey.generate(), "x" * 500)
-    assert assert_refused_cleanly(registry, request, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
+    request, _ = backend.register_request(IdentityKey.generate(), "x" * 500)
+    assert assert_refused_cleanly(backend, request, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
 
 
-def test_register_replayed_and_foreign_challenge(registry: RunningRegistry) -> None:
+def test_register_replayed_and_foreign_challenge(backend: RunningRegistry) -> None:
     identity = IdentityKey.generate()
-    request, _ = registry.register_request(identity, registry.join_token())
-    registry.registration().Register(request)
+    request, _ = backend.register_request(identity, backend.join_token())
+    backend.registration().Register(request)
     # Replay of the whole request (same challenge): FAILED_PRECONDITION.
     again = registration_pb2.RegisterRequest()
     again.CopyFrom(request)
     again.join_token = ""
     again.proof = sign_proof(identity, "test.mesh", request.challenge, request.csr)
     assert (
-        assert_refused_cleanly(registry, again, {S.FAILED_PRECONDITION}) == S.FAILED_PRECONDITION
+        assert_refused_cleanly(backend, again, {S.FAILED_PRECONDITION}) == S.FAILED_PRECONDITION
     )
-    # A nonce the registry never issued, properly signed.
+    # A nonce the backend never issued, properly signed.
     other = IdentityKey.generate()
-    fresh, _ = registry.register_request(other, registry.join_token())
+    fresh, _ = backend.register_request(other, backend.join_token())
     fresh.challenge = b"\x07" * 32
     fresh.proof = sign_proof(other, "test.mesh", fresh.challenge, fresh.csr)
     assert (
-        assert_refused_cleanly(registry, fresh, {S.FAILED_PRECONDITION}) == S.FAILED_PRECONDITION
+        assert_refused_cleanly(backend, fresh, {S.FAILED_PRECONDITION}) == S.FAILED_PRECONDITION
     )
     # A proof for another trust domain.
     third = IdentityKey.generate()
-    wrong, _ = registry.register_request(third, registry.join_token())
+    wrong, _ = backend.register_request(third, backend.join_token())
     wrong.proof = sign_proof(third, "other.domain", wrong.challenge, wrong.csr)
-    assert assert_refused_cleanly(registry, wrong, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
+    assert assert_refused_cleanly(backend, wrong, {S.UNAUTHENTICATED}) == S.UNAUTHENTICATED
 
 
-def test_oversized_fields(registry: RunningRegistry, stubs: dict[str, Any]) -> None:
+def test_oversized_fields(backend: RunningRegistry, stubs: dict[str, Any]) -> None:
     identity = IdentityKey.generate()
-    request, _ = registry.register_request(identity, registry.join_token())
+    request, _ = backend.register_request(identity, backend.join_token())
     for field, value in (
         ("csr", b"\x30" * 9000),
         ("key_history", "{" * 300_000),
@@ -301,7 +307,7 @@ def test_oversized_fields(registry: RunningRegistry, stubs: dict[str, Any]) -> N
             bad.metadata.update(value)  # type: ignore[arg-type]
         else:
             setattr(bad, field, value)
-        assert assert_refused_cleanly(registry, bad, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
+        assert assert_refused_cleanly(backend, bad, {S.INVALID_ARGUMENT}) == S.INVALID_ARGUMENT
     # Past the transport's message limit grpc answers itself, still not INTERNAL.
     huge = registration_pb2.RegisterRequest(csr=b"\x00" * (2 * 1024 * 1024))
     assert code_of(stubs["register"], huge) == S.RESOURCE_EXHAUSTED
@@ -345,12 +351,12 @@ def test_did_lookups_random(stubs: dict[str, Any], did: str, which: str) -> None
 @SETTINGS
 @given(did=text, reason=text, which=st.sampled_from(["revoke", "terminate"]))
 def test_revoke_terminate_random(
-    registry: RunningRegistry, stubs: dict[str, Any], did: str, reason: str, which: str
+    backend: RunningRegistry, stubs: dict[str, Any], did: str, reason: str, which: str
 ) -> None:
-    before = counts(registry)
+    before = counts(backend)
     cls = agents_pb2.RevokeAgentRequest if which == "revoke" else agents_pb2.TerminateAgentRequest
     assert code_of(stubs[which], cls(did=did, reason=reason)) in (S.INVALID_ARGUMENT, S.NOT_FOUND)
-    assert counts(registry) == before
+    assert counts(backend) == before
 
 
 @SETTINGS
@@ -380,14 +386,14 @@ def test_token_ids_random(stubs: dict[str, Any], token_id: str, include: bool) -
     assert code_of(stubs["list_tokens"], listed) == S.OK
 
 
-def test_precise_statuses(registry: RunningRegistry, stubs: dict[str, Any]) -> None:
+def test_precise_statuses(backend: RunningRegistry, stubs: dict[str, Any]) -> None:
     unknown = "did:mesh:" + IdentityKey.generate().did().id
     assert code_of(stubs["get"], agents_pb2.GetAgentRequest(did=unknown)) == S.NOT_FOUND
     assert code_of(stubs["get"], agents_pb2.GetAgentRequest(did="")) == S.INVALID_ARGUMENT
     assert code_of(stubs["revoke_token"], tokens_pb2.RevokeJoinTokenRequest(id="0" * 32)) == (
         S.NOT_FOUND
     )
-    created = registry.tokens().CreateJoinToken(
+    created = backend.tokens().CreateJoinToken(
         tokens_pb2.CreateJoinTokenRequest(agent_name="bad/twice")
     )
     revoke = tokens_pb2.RevokeJoinTokenRequest(id=created.info.id)
@@ -396,12 +402,12 @@ def test_precise_statuses(registry: RunningRegistry, stubs: dict[str, Any]) -> N
     too_long = tokens_pb2.CreateJoinTokenRequest(agent_name="a", ttl_seconds=8 * 24 * 3600)
     assert code_of(stubs["create_token"], too_long) == S.INVALID_ARGUMENT
     # The secret is shown once and only its hash is stored.
-    with registry.store.read() as view:
+    with backend.store.read() as view:
         assert view.tokens.find_by_hash(hash_token(created.token)) is not None
     assert len(created.token) >= 43
     # An agent that registers again with a second token: ALREADY_EXISTS, token untouched.
     identity = IdentityKey.generate()
-    first, _ = registry.register_request(identity, registry.join_token())
-    registry.registration().Register(first)
-    second, _ = registry.register_request(identity, registry.join_token())
-    assert assert_refused_cleanly(registry, second, {S.ALREADY_EXISTS}) == S.ALREADY_EXISTS
+    first, _ = backend.register_request(identity, backend.join_token())
+    backend.registration().Register(first)
+    second, _ = backend.register_request(identity, backend.join_token())
+    assert assert_refused_cleanly(backend, second, {S.ALREADY_EXISTS}) == S.ALREADY_EXISTS

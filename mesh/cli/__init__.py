@@ -27,6 +27,8 @@ _GROUPS: tuple[tuple[str, str], ...] = (
     ("signals", "signals"),
     ("trust", "trust"),
     ("ring", "ring"),
+    ("rotate", "rotate_credentials"),
+    ("ca", "ca"),
 )
 
 

@@ -11,6 +11,8 @@ signals, a tenth with a recent violation), then times:
                                       few agents whose rounded score moved meanwhile)
   trust_recompute_<db>_due_s          a due-only run right after (what the scheduler does)
   trust_recompute_<db>_due_examined   agents it examined (0: nothing was due)
+  trust_recompute_workers             compute processes (one per core; the writing
+                                      thread overlaps them)
 
 PostgreSQL figures are null when no server answers on 127.0.0.1:5432.
 N defaults to 100,000 (BENCH_TRUST_AGENTS overrides).
@@ -108,6 +110,7 @@ def measure(name: str, store: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     due = recomputer.run()
     due_s = time.perf_counter() - t0
+    recomputer.close()
     assert full.examined == N
     return {
         f"trust_recompute_{name}_full_s": round(full_s, 2),
@@ -121,7 +124,7 @@ def measure(name: str, store: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    out: dict[str, Any] = {"trust_recompute_agents": N}
+    out: dict[str, Any] = {"trust_recompute_agents": N, "trust_recompute_workers": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(None, Path(tmp))
         try:

@@ -274,6 +274,8 @@ class RegistryServer:
             self.scheduler.shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        if self.recomputer is not None:
+            self.recomputer.close()
         if self._unlisten is not None:
             self._unlisten()
         if self.hub is not None:

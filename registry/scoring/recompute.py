@@ -18,7 +18,11 @@ not move only gets its ``next_due_at`` and ``dirty`` updated.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +46,9 @@ log = logging.getLogger(__name__)
 SANDBOX = int(ExecutionRing.SANDBOX)
 #: Violations older than this many half-lives weigh nothing measurable (2**-30).
 VIOLATION_HALF_LIVES = 30
+#: Runs with at least this many agents compute in worker processes (one per core),
+#: off the server's GIL, while this thread writes the batches already computed.
+PARALLEL_THRESHOLD = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,28 @@ class Recomputer:
         self.batch = batch
         self.lock = RecomputeLock(store)
         self._on_commit = on_commit
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self.workers = max(1, os.cpu_count() or 1)
+
+    def close(self) -> None:
+        """Stop the worker processes (if a large run started them)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _workers(self) -> ProcessPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                # spawn: never fork a process that runs grpc threads.
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self.policy.to_yaml(),),
+                )
+            return self._pool
 
     def run(
         self,
@@ -107,9 +136,7 @@ class Recomputer:
             violations = view.trust.violations(since, dids=wanted)
         examined = changed = events = 0
         last_seq = 0
-        for start in range(0, len(agents), self.batch):
-            chunk = agents[start : start + self.batch]
-            outcomes = [self._compute(a, violations.get(a.did, ()), now) for a in chunk]
+        for chunk, outcomes in self._outcomes(agents, violations, now):
             rows = [o.row for o in outcomes]
             history = [o.history for o in outcomes if o.history is not None]
             new_events = [e for o in outcomes for e in o.events]
@@ -130,122 +157,159 @@ class Recomputer:
             self._on_commit(result)
         return result
 
-    def _compute(
-        self, agent: AgentInputs, violations: Sequence[ViolationRow], now: datetime
-    ) -> _Outcome:
-        policy = self.policy
-        signals = to_signals(agent, violations)
-        score = compute_score(signals, policy, now)
-        granted = ExecutionRing(agent.granted_ring)
-        terminated = agent.status != "active"
-        st = agent.state
-        if st is None or st.score is None:
-            ring_state = RingState.initial(granted, score.value, policy, terminated=terminated)
-            reason = (
-                f"first placement: score {score.value} ({score.tier.value}) allows "
-                f"{policy.rings.tier_rings.ring(score.tier).label}, operator granted "
-                f"{granted.label}"
+    def _outcomes(
+        self, agents: list[AgentInputs], violations: dict[str, list[ViolationRow]], now: datetime
+    ) -> Iterator[tuple[list[AgentInputs], list[_Outcome]]]:
+        chunks = [agents[i : i + self.batch] for i in range(0, len(agents), self.batch)]
+        if len(agents) < PARALLEL_THRESHOLD or self.workers < 2:
+            for chunk in chunks:
+                yield chunk, [
+                    compute_one(a, violations.get(a.did, ()), now, self.policy) for a in chunk
+                ]
+            return
+        pool = self._workers()
+        futures: list[Future[list[_Outcome]]] = [
+            pool.submit(
+                _compute_chunk, chunk, {a.did: violations[a.did] for a in chunk
+                                        if a.did in violations}, now
             )
-            if terminated:
-                reason = "agent is terminated or revoked: sandbox, every call denied"
-        else:
-            decision = decide(
-                _ring_state(st.effective_ring, st.candidate_ring, st.candidate_since),
-                granted,
-                score.value,
-                now,
-                policy,
-                terminated=terminated,
-            )
-            ring_state, reason = decision.new_state, decision.reason
-        due = next_recompute_due(signals, policy, now)
-        promotion = ring_state.promotion_due_at(policy)
-        if promotion is not None and (due is None or promotion < due):
-            due = promotion
-        ring = int(ring_state.effective)
-        tier = score.tier.value
-        row = {
-            "did": agent.did,
-            "score": score.value,
-            "tier": tier,
-            "effective_ring": ring,
-            "candidate_ring": (
-                int(ring_state.candidate) if ring_state.candidate is not None else None
-            ),
-            "candidate_since": ring_state.candidate_since,
-            "ring_reason": reason,
-            "breakdown": [
-                {
-                    "name": f.name,
-                    "value": f.value,
-                    "weight": f.weight,
-                    "points": f.contribution,
-                    "inputs": json_inputs(f.inputs),
-                }
-                for f in score.factors
-            ],
-            "next_due_at": due,
-            "computed_at": now,
-        }
-        # What subscribers were last told: a first score follows the grant alone, and
-        # an inactive agent has been in the sandbox since the event that made it so.
-        prev_score = st.score if st is not None else None
-        prev_tier = st.tier if st is not None else None
-        if terminated:
-            prev_ring = SANDBOX
-        elif st is None or st.score is None:
-            prev_ring = agent.granted_ring
-        else:
-            prev_ring = st.effective_ring
-        published_ring = ring
-        events: list[tuple[str, str | None, dict[str, Any]]] = []
-        if score.value == prev_score and tier == prev_tier and published_ring == prev_ring:
-            return _Outcome(row, None, events)
-        state = state_payload(
-            status=agent.status,
-            granted_ring=agent.granted_ring,
-            current_kid=agent.current_kid,
-            score=score.value,
-            tier=tier,
-            effective_ring=ring,
+            for chunk in chunks
+        ]
+        for chunk, future in zip(chunks, futures, strict=True):
+            yield chunk, future.result()
+
+
+_WORKER_POLICY: Policy | None = None
+
+
+def _init_worker(policy_yaml: str) -> None:
+    global _WORKER_POLICY
+    _WORKER_POLICY = Policy.from_yaml(policy_yaml, source="<recompute>")
+
+
+def _compute_chunk(
+    chunk: list[AgentInputs], violations: dict[str, list[ViolationRow]], now: datetime
+) -> list[_Outcome]:
+    policy = _WORKER_POLICY or Policy.default()
+    return [compute_one(a, violations.get(a.did, ()), now, policy) for a in chunk]
+
+
+def compute_one(
+    agent: AgentInputs, violations: Sequence[ViolationRow], now: datetime, policy: Policy
+) -> _Outcome:
+    """One agent's score, ring decision, next due time, and what changed (pure)."""
+    signals = to_signals(agent, violations)
+    score = compute_score(signals, policy, now)
+    granted = ExecutionRing(agent.granted_ring)
+    terminated = agent.status != "active"
+    st = agent.state
+    if st is None or st.score is None:
+        ring_state = RingState.initial(granted, score.value, policy, terminated=terminated)
+        reason = (
+            f"first placement: score {score.value} ({score.tier.value}) allows "
+            f"{policy.rings.tier_rings.ring(score.tier).label}, operator granted "
+            f"{granted.label}"
         )
-        if score.value != prev_score:
-            events.append(
-                (
-                    event_types.SCORE_CHANGED,
-                    agent.did,
-                    {"old": prev_score, "new": score.value, "state": dict(state)},
-                )
+        if terminated:
+            reason = "agent is terminated or revoked: sandbox, every call denied"
+    else:
+        decision = decide(
+            _ring_state(st.effective_ring, st.candidate_ring, st.candidate_since),
+            granted,
+            score.value,
+            now,
+            policy,
+            terminated=terminated,
+        )
+        ring_state, reason = decision.new_state, decision.reason
+    due = next_recompute_due(signals, policy, now)
+    promotion = ring_state.promotion_due_at(policy)
+    if promotion is not None and (due is None or promotion < due):
+        due = promotion
+    ring = int(ring_state.effective)
+    tier = score.tier.value
+    row = {
+        "did": agent.did,
+        "score": score.value,
+        "tier": tier,
+        "effective_ring": ring,
+        "candidate_ring": (
+            int(ring_state.candidate) if ring_state.candidate is not None else None
+        ),
+        "candidate_since": ring_state.candidate_since,
+        "ring_reason": reason,
+        "breakdown": [
+            {
+                "name": f.name,
+                "value": f.value,
+                "weight": f.weight,
+                "points": f.contribution,
+                "inputs": json_inputs(f.inputs),
+            }
+            for f in score.factors
+        ],
+        "next_due_at": due,
+        "computed_at": now,
+    }
+    # What subscribers were last told: a first score follows the grant alone, and
+    # an inactive agent has been in the sandbox since the event that made it so.
+    prev_score = st.score if st is not None else None
+    prev_tier = st.tier if st is not None else None
+    if terminated:
+        prev_ring = SANDBOX
+    elif st is None or st.score is None:
+        prev_ring = agent.granted_ring
+    else:
+        prev_ring = st.effective_ring
+    published_ring = ring
+    events: list[tuple[str, str | None, dict[str, Any]]] = []
+    if score.value == prev_score and tier == prev_tier and published_ring == prev_ring:
+        return _Outcome(row, None, events)
+    state = state_payload(
+        status=agent.status,
+        granted_ring=agent.granted_ring,
+        current_kid=agent.current_kid,
+        score=score.value,
+        tier=tier,
+        effective_ring=ring,
+    )
+    if score.value != prev_score:
+        events.append(
+            (
+                event_types.SCORE_CHANGED,
+                agent.did,
+                {"old": prev_score, "new": score.value, "state": dict(state)},
             )
-        if tier != prev_tier:
-            events.append(
-                (
-                    event_types.TIER_CHANGED,
-                    agent.did,
-                    {"old": prev_tier, "new": tier, "state": dict(state)},
-                )
+        )
+    if tier != prev_tier:
+        events.append(
+            (
+                event_types.TIER_CHANGED,
+                agent.did,
+                {"old": prev_tier, "new": tier, "state": dict(state)},
             )
-        if published_ring != prev_ring:
-            events.append(
-                (
-                    event_types.RING_CHANGED,
-                    agent.did,
-                    {
-                        "old": prev_ring,
-                        "new": published_ring,
-                        "reason": reason,
-                        "state": dict(state),
-                    },
-                )
+        )
+    if published_ring != prev_ring:
+        events.append(
+            (
+                event_types.RING_CHANGED,
+                agent.did,
+                {
+                    "old": prev_ring,
+                    "new": published_ring,
+                    "reason": reason,
+                    "state": dict(state),
+                },
             )
-        history = {
-            "did": agent.did,
-            "computed_at": now,
-            "score": score.value,
-            "tier": tier,
-            "effective_ring": published_ring,
-        }
-        return _Outcome(row, history, events)
+        )
+    history = {
+        "did": agent.did,
+        "computed_at": now,
+        "score": score.value,
+        "tier": tier,
+        "effective_ring": published_ring,
+    }
+    return _Outcome(row, history, events)
 
 
 def _ring_state(

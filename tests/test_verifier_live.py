@@ -147,3 +147,88 @@ def test_the_peer_verification_example_runs(registry: RunningRegistry) -> None:
     assert any("bob REFUSED: Replayed" in line for line in lines)
     after = lines[next(i for i, line in enumerate(lines) if "after the revocation" in line):]
     assert any("bob REFUSED: RevokedKey" in line for line in after)
+
+
+def _rotate(registry: RunningRegistry, agent: object) -> tuple[IdentityKey, datetime]:
+    """Rotate ``agent``'s identity key through KeyService.RotateKey (its own SVID)."""
+    from mesh.v1 import rotation_pb2, rotation_pb2_grpc
+
+    new = IdentityKey.generate()
+    at = datetime.now(UTC)
+    history = agent.history.rotate(agent.identity, new, at)  # type: ignore[attr-defined]
+    rotation_pb2_grpc.KeyServiceStub(agent.channel()).RotateKey(  # type: ignore[attr-defined]
+        rotation_pb2.RotateKeyRequest(key_history=history.to_json()), timeout=30
+    )
+    return new, at
+
+
+def _outcome(verifier: Verifier, key: IdentityKey, did: str, at: datetime) -> str:
+    try:
+        verifier.verify(sign_message(key, did, "t", b"x", ME, now=at))
+    except RevokedKey:
+        return "RevokedKey"
+    return "accepted"
+
+
+def test_rotation_race_through_the_stream(registry: RunningRegistry) -> None:
+    alice = registry.register("peer/rotating")
+    keys = PeerVerifier.connect(
+        registry.address, tls=enforcer_tls(registry), mtls_registry=registry.mtls_address
+    ).start()
+    try:
+        assert keys.wait_synced(30)
+        verifier = Verifier(keys, audience=ME)
+        old = alice.identity
+        verifier.verify(sign_message(old, alice.did, "t", b"0", ME))
+        # Issued-at has whole seconds: let the key be older than the "second before" probe.
+        time.sleep(1.5)
+        new, rotated = _rotate(registry, alice)
+        assert until(lambda: keys._records[alice.did].current_kid == new.kid)
+        # Signed just before the rotation with the old key: accepted (grace 24 h).
+        assert _outcome(verifier, old, alice.did, rotated - timedelta(seconds=1)) == "accepted"
+        # Signed at or just after it with the old key: refused.
+        assert _outcome(verifier, old, alice.did, rotated) == "RevokedKey"
+        assert _outcome(verifier, old, alice.did, rotated + timedelta(seconds=1)) == "RevokedKey"
+        # The new key verifies at once, from the refreshed history.
+        assert _outcome(verifier, new, alice.did, rotated + timedelta(seconds=1)) == "accepted"
+    finally:
+        keys.stop()
+
+
+def test_a_compromised_key_is_refused_from_its_time_on(registry: RunningRegistry) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from mesh.v1 import rotation_pb2, rotation_pb2_grpc
+
+    bob = registry.register("peer/compromised")
+    keys = PeerVerifier.connect(
+        registry.address, tls=enforcer_tls(registry), mtls_registry=registry.mtls_address
+    ).start()
+    try:
+        assert keys.wait_synced(30)
+        verifier = Verifier(keys, audience=ME)
+        now = datetime.now(UTC).replace(microsecond=0)
+        verifier.verify(sign_message(bob.identity, bob.did, "t", b"0", ME, now=now))
+        # Reported for a moment just ahead (the key is only seconds old): signatures
+        # from then on are refused, those before it stand.
+        since = now + timedelta(seconds=10)
+        stamp = Timestamp()
+        stamp.FromDatetime(since)
+        rotation_pb2_grpc.KeyServiceStub(registry.operator()).MarkKeyCompromised(
+            rotation_pb2.MarkKeyCompromisedRequest(
+                did=bob.did, kid=bob.identity.kid, compromised_at=stamp, reason="leaked"
+            ),
+            timeout=30,
+        )
+        assert until(
+            lambda: keys._records[bob.did].keys[bob.identity.kid].compromised_at is not None
+        )
+        assert _outcome(verifier, bob.identity, bob.did, since - timedelta(seconds=1)) == (
+            "accepted"
+        )
+        assert _outcome(verifier, bob.identity, bob.did, since) == "RevokedKey"
+        assert _outcome(verifier, bob.identity, bob.did, since + timedelta(seconds=5)) == (
+            "RevokedKey"
+        )
+    finally:
+        keys.stop()

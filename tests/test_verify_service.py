@@ -174,3 +174,33 @@ def test_any_authenticated_caller_and_no_one_else(registry: RunningRegistry) -> 
     with pytest.raises(grpc.RpcError) as info:
         stub(caller.channel()).Verify(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_rotation_is_honoured_by_the_next_call(registry: RunningRegistry) -> None:
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from mesh.keys import IdentityKey
+    from mesh.v1 import rotation_pb2, rotation_pb2_grpc
+
+    alice = registry.register("verify/rotating")
+    service = stub(registry.operator())
+
+    def verdict(key: IdentityKey, at: datetime) -> str:
+        wire = sign_message(key, alice.did, "t", b"x", ME, now=at).to_json()
+        request = verify_pb2.VerifyRequest(message=verify_pb2.SignedMessage(envelope_json=wire))
+        return str(service.Verify(request, timeout=30).reason_name)
+
+    assert verdict(alice.identity, datetime.now(UTC)) == "Valid"
+    time.sleep(1.5)  # issued-at has whole seconds: the key must predate the probe below
+    new, at = IdentityKey.generate(), datetime.now(UTC)
+    assert alice.history is not None
+    rotation_pb2_grpc.KeyServiceStub(alice.channel()).RotateKey(
+        rotation_pb2.RotateKeyRequest(
+            key_history=alice.history.rotate(alice.identity, new, at).to_json()
+        ),
+        timeout=30,
+    )
+    assert verdict(alice.identity, at - timedelta(seconds=1)) == "Valid"
+    assert verdict(alice.identity, at + timedelta(seconds=1)) == "RevokedKey"
+    assert verdict(new, at + timedelta(seconds=1)) == "Valid"

@@ -427,7 +427,10 @@ class PeerVerifier:
         old = record.keys.get(record.current_kid)
         if old is None or new_kid == record.current_kid:
             return
-        at = event.at.ToDatetime(tzinfo=UTC) if event.HasField("at") else datetime.now(UTC)
+        # The rotation time in the new history (the event's details), else the event's time.
+        at = _parse_time(_details(event).get("rotated_at"))
+        if at is None:
+            at = event.at.ToDatetime(tzinfo=UTC) if event.HasField("at") else datetime.now(UTC)
         if old.rotated_at is None or old.rotated_at > whole_second(at):
             record.keys[record.current_kid] = KeyRecord.of(
                 old.public_key, old.valid_from, at, old.compromised_at

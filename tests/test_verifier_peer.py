@@ -82,10 +82,12 @@ def make(source: Histories, clock: Clock, **kwargs: object) -> tuple[PeerVerifie
     return peer, _Follower(peer)
 
 
-def go_live(follower: _Follower, sequence: int = 1) -> None:
-    """What a fresh Watch stream does: connect, snapshot, done."""
+def go_live(follower: _Follower, sequence: int = 1, *dids: str) -> None:
+    """What a fresh Watch stream does: connect, snapshot (SENDER and ``dids``), done."""
     follower.connected()
     follower.begin_snapshot()
+    for did in (SENDER, *dids):
+        follower.snapshot(events_pb2.AgentState(did=did, status=types_pb2.AGENT_STATUS_ACTIVE))
     follower.snapshot_done(sequence)
 
 
@@ -121,10 +123,10 @@ def test_a_sender_is_fetched_once_then_answered_from_memory() -> None:
 
 
 def test_an_unregistered_sender_is_unknown_and_remembered_briefly() -> None:
+    # Without the stream's list of agents (not live), strangers are asked about once.
     stranger = IdentityKey.from_seed(bytes(range(5, 37)))
     source, clock = Histories(INCEPTED), Clock(T0)
     peer, follower = make(source, clock)
-    go_live(follower)
     envelope = sign_message(stranger, str(stranger.did()), "t", b"x", ME, now=T0)
     verifier = Verifier(peer, audience=ME, clock=clock)
     for _ in range(3):
@@ -387,3 +389,22 @@ def test_times_within_the_second_of_issued_at_resolve_safely() -> None:
     verify(peer, clock, OLD, T0 + timedelta(minutes=59, seconds=59))
     with pytest.raises(RevokedKey, match="compromised"):
         verify(peer, clock, OLD, T0 + timedelta(hours=1))
+
+
+def test_a_live_verifier_refuses_strangers_without_asking_the_registry() -> None:
+    stranger = IdentityKey.from_seed(bytes(range(7, 39)))
+    source, clock = Histories(INCEPTED), Clock(T0)
+    peer, follower = make(source, clock)
+    go_live(follower)
+    verifier = Verifier(peer, audience=ME, clock=clock)
+    for i in range(50):
+        did = str(IdentityKey.from_seed(bytes([i]) * 32).did())
+        with pytest.raises(UnknownKey, match="as of its event stream"):
+            verifier.verify(sign_message(stranger, did, "t", b"x", ME, now=T0))
+    assert source.calls == 0
+    verify(peer, clock, OLD, T0)
+    assert source.calls == 1
+    # A registration event makes the newcomer known at once.
+    source.histories[str(stranger.did())] = KeyHistory.incept(stranger, T0)
+    follower.event(event(events_pb2.EVENT_TYPE_AGENT_REGISTERED, T0, 2, did=str(stranger.did())))
+    verifier.verify(sign_message(stranger, str(stranger.did()), "t", b"x", ME, now=T0))

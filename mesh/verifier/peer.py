@@ -60,6 +60,7 @@ DEFAULT_MAX_STALENESS = timedelta(minutes=5)
 # How long "not registered" is remembered (cleared at once by a registration event).
 DEFAULT_NEGATIVE_TTL = timedelta(seconds=5)
 DEFAULT_MAX_SENDERS = 100_000
+_FETCH_STRIPES = 64
 # After a failed fetch, answer from the cache (or refuse) without asking again for this long.
 DEFAULT_RETRY_AFTER = timedelta(seconds=1)
 
@@ -122,7 +123,9 @@ class PeerVerifier:
         # did -> changes seen; a fetch that raced with a change is not trusted as current.
         self._generation: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._fetch_locks: dict[str, threading.Lock] = {}
+        # Fetches of one sender are serialised; a fixed set of locks bounds the memory
+        # whatever DIDs strangers send.
+        self._fetch_locks = tuple(threading.Lock() for _ in range(_FETCH_STRIPES))
         # did -> when a fetch last failed: no new attempt for RETRY_AFTER seconds.
         self._failed: dict[str, float] = {}
         # The stream: live means every change reaches us as it is committed.
@@ -131,6 +134,11 @@ class PeerVerifier:
         self._position = 0
         self._snapshot_started = 0.0
         self._synced = threading.Event()
+        # Every registered DID, from the stream's snapshot and registration events (None
+        # until a snapshot completes): lets a live verifier refuse strangers' DIDs
+        # without asking the registry about each.
+        self._known: set[str] | None = None
+        self._staging: set[str] | None = None
         self._subscription = (
             Subscription(watch, _Follower(self), types=WATCHED_TYPES, name="peer-verifier")
             if watch is not None
@@ -275,6 +283,12 @@ class PeerVerifier:
             if now - max(record.fetched_at, self._exact_until) <= self._max_staleness:
                 return record
         elif record is None:
+            known = self._known
+            if known is not None and self._live and sender not in known:
+                raise UnknownKey(
+                    f"{sender} is not registered with the registry (as of its event stream)",
+                    hint="the sender must register first (`mesh register`)",
+                )
             missing = self._missing.get(sender)
             if missing is not None and now - missing < self._negative_ttl:
                 raise UnknownKey(
@@ -303,7 +317,7 @@ class PeerVerifier:
     def _fetch(self, sender: str, seen: SenderRecord | None = None) -> SenderRecord:
         """Fetch ``sender``, unless another thread replaced ``seen`` (what we found) meanwhile."""
         with self._lock:
-            fetch_lock = self._fetch_locks.setdefault(sender, threading.Lock())
+            fetch_lock = self._fetch_locks[hash(sender) % _FETCH_STRIPES]
             generation = self._generation.get(sender, 0)
         with fetch_lock:
             held = self._records.get(sender)
@@ -314,14 +328,15 @@ class PeerVerifier:
                 resolution = self._source.resolve_did(sender)
             except NotFound:
                 with self._lock:
-                    self._missing[sender] = started
+                    _bounded_put(self._missing, sender, started, self._max_senders)
                     self._forget(sender)
                 raise UnknownKey(
                     f"{sender} is not registered with the registry",
                     hint="the sender must register first (`mesh register`)",
                 ) from None
             except RegistryError as exc:
-                self._failed[sender] = self._clock()
+                with self._lock:
+                    _bounded_put(self._failed, sender, self._clock(), self._max_senders)
                 raise self._unavailable(sender, str(exc)) from None
             finally:
                 self.fetches += 1
@@ -396,6 +411,10 @@ class PeerVerifier:
             self._generation[did] = self._generation.get(did, 0) + 1
             if kind == events_pb2.EVENT_TYPE_AGENT_REGISTERED:
                 self._missing.pop(did, None)
+                if self._known is not None:
+                    self._known.add(did)
+                if self._staging is not None:
+                    self._staging.add(did)
             record = self._records.get(did)
             if record is None:
                 return
@@ -450,6 +469,8 @@ class PeerVerifier:
 
     def _apply_snapshot_state(self, state: events_pb2.AgentState) -> None:
         with self._lock:
+            if self._staging is not None:
+                self._staging.add(state.did)
             record = self._records.get(state.did)
             if record is None:
                 return
@@ -463,6 +484,8 @@ class PeerVerifier:
     def _finish_snapshot(self, sequence: int) -> None:
         with self._lock:
             self._position = sequence
+            if self._staging is not None:
+                self._known, self._staging = self._staging, None
             # Records fetched before the snapshot began may predate changes the snapshot
             # summarises without detail (a compromise): fetch them again when next used.
             for record in self._records.values():
@@ -498,6 +521,7 @@ class _Follower:
         with v._lock:
             v._position = 0
             v._snapshot_started = v._clock()
+            v._staging = set()
 
     def snapshot(self, state: events_pb2.AgentState) -> None:
         self._v._apply_snapshot_state(state)
@@ -519,6 +543,14 @@ class _Follower:
     def disconnected(self, reason: str) -> None:
         self._v._go_down()
         log.info("peer verifier: event stream down (%s); answering from the cache", reason)
+
+
+def _bounded_put(table: dict[str, float], key: str, value: float, limit: int) -> None:
+    """``table[key] = value``, dropping the oldest entries beyond ``limit`` (strangers' DIDs)."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > limit:
+        table.pop(next(iter(table)))
 
 
 def _details(event: events_pb2.Event) -> dict[str, object]:

@@ -220,7 +220,7 @@ def test_activating_without_propagation_breaks_handshakes(tmp_path: Path) -> Non
     for _ in range(10):
         sim.step(pairs=0)
     sim.rotator.rotate(activate=True, force=True, actor="test")
-    for _ in range(10):
-        sim.step(pairs=6)
+    for _ in range(30):  # agents renew around 30 min: some have the new CA, some not yet
+        sim.step(pairs=3)
     assert sim.failures, "agents holding only the old bundle must refuse the new CA's SVIDs"
     sim.store.close()

@@ -232,6 +232,19 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(HASH_LEN))
 
 
+class ReplicaSecret(Base):
+    """Material every registry replica must share (the CA, the challenge key, the
+    operator key), sealed with the operator's replica key (see ``registry.replica``).
+    One row per bundle; ``version`` follows the CA's bundle sequence."""
+
+    __tablename__ = "replica_secrets"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 metadata = Base.metadata
 
 

@@ -9,6 +9,10 @@
 * ``peer_resolve_and_verify_per_s`` — only the key lookup + the signature (the hot path).
 * ``peer_verifier_2threads_per_s`` — the checklist in two threads of one process
   (libsodium releases the GIL; this is why the registry verifies with threads).
+* ``batch_local_2threads_msgs_per_s`` / ``batch_local_2processes_msgs_per_s`` — the
+  registry's per-message path (parse, checklist, verdict) over a 1000-message batch
+  split between 2 threads, or 2 worker processes (requests and verdicts shipped as
+  protobuf bytes): the measurement behind the registry's thread pool.
 * ``verify_batch_msgs_per_s`` — ``VerifyService.VerifyBatch`` over gRPC against
   ``mesh serve`` in its own process: batches of 1000 binary envelopes, 2 in flight.
 
@@ -266,6 +270,102 @@ def peer_figures(
         keys.stop()
 
 
+# -- thread pool or process pool for a batch (the registry's choice, measured) ------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _local_verifier(port: int, data_dir: Path, dids: list[str]) -> Verifier:
+    """The registry's verification path (same rules, same code) outside gRPC."""
+    from registry.services.verify import _NotChecked
+
+    tls = TLSConfig.from_files(
+        data_dir / "bundle.pem",
+        data_dir / "operator" / "operator.pem",
+        data_dir / "operator" / "operator.key",
+    )
+    keys = PeerVerifier.connect(
+        f"127.0.0.1:{port}", tls=tls, mtls_registry=f"127.0.0.1:{port + 1}", watch=False,
+        max_staleness=timedelta(hours=1),
+    )
+    keys.prefetch(dids)
+    return Verifier(keys, audience=AUDIENCE, replay=_NotChecked())
+
+
+def _pool_init(port: int, data_dir: str, dids: list[str]) -> None:
+    _WORKER["verifier"] = _local_verifier(port, Path(data_dir), dids)
+
+
+def _pool_verify(chunk: bytes) -> bytes:
+    from registry.services.verify import _verdicts
+
+    request = verify_pb2.VerifyBatchRequest.FromString(chunk)
+    verdicts = _verdicts(_WORKER["verifier"], request.messages, 0, len(request.messages))
+    return bytes(verify_pb2.VerifyBatchResponse(verdicts=verdicts).SerializeToString())
+
+
+def pool_figures(
+    port: int, data_dir: Path, senders: list[tuple[IdentityKey, str]]
+) -> dict[str, float]:
+    """One 1000-message batch split in two and verified by 2 threads, or by 2 processes."""
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    from registry.services.verify import _verdicts
+
+    dids = [did for _, did in senders]
+    batch = [
+        verify_pb2.SignedMessage(envelope_binary=e.to_bytes()) for e in _envelopes(senders, BATCH)
+    ]
+    halves = [
+        verify_pb2.VerifyBatchRequest(messages=batch[: BATCH // 2]),
+        verify_pb2.VerifyBatchRequest(messages=batch[BATCH // 2 :]),
+    ]
+    encoded = [h.SerializeToString() for h in halves]
+    verifier = _local_verifier(port, data_dir, dids)
+    threads = ThreadPoolExecutor(2)
+    processes = ProcessPoolExecutor(
+        2,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_pool_init,
+        initargs=(port, str(data_dir), dids),
+    )
+    try:
+        list(processes.map(_pool_verify, encoded))  # start and warm both workers
+
+        def with_threads(deadline: float) -> int:
+            n = 0
+            while time.perf_counter() < deadline:
+                parts = threads.map(
+                    lambda h: _verdicts(verifier, h.messages, 0, len(h.messages)), halves
+                )
+                response = verify_pb2.VerifyBatchResponse()
+                for part in parts:
+                    response.verdicts.extend(part)
+                n += len(response.verdicts)
+            return n
+
+        def with_processes(deadline: float) -> int:
+            n = 0
+            while time.perf_counter() < deadline:
+                merged = b"".join(processes.map(_pool_verify, encoded))
+                n += len(verify_pb2.VerifyBatchResponse.FromString(merged).verdicts)
+            return n
+
+        return _interleaved(
+            {
+                "batch_local_2threads_msgs_per_s": with_threads,
+                "batch_local_2processes_msgs_per_s": with_processes,
+            },
+            SECONDS,
+            wall=frozenset(
+                {"batch_local_2threads_msgs_per_s", "batch_local_2processes_msgs_per_s"}
+            ),
+        )
+    finally:
+        threads.shutdown()
+        processes.shutdown()
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -313,6 +413,7 @@ def main() -> None:
         try:
             senders = _register(port, data_dir, SENDERS)
             figures.update(peer_figures(port, data_dir, senders))
+            figures.update(pool_figures(port, data_dir, senders))
             batch = verify_pb2.VerifyBatchRequest(
                 messages=[
                     verify_pb2.SignedMessage(envelope_binary=e.to_bytes())
@@ -342,6 +443,11 @@ def main() -> None:
     )
     out["verify_batch_server_cpu_to_raw_1core_ratio"] = round(
         figures["verify_batch_msgs_per_server_cpu_s"] / figures["raw_verify_1core_per_s"], 3
+    )
+    out["batch_threads_to_processes_ratio"] = round(
+        figures["batch_local_2threads_msgs_per_s"]
+        / figures["batch_local_2processes_msgs_per_s"],
+        3,
     )
     out["verify_batch_to_raw_2proc_ratio"] = round(
         figures["verify_batch_msgs_per_s"] / figures["raw_verify_2proc_per_s"], 3

@@ -47,7 +47,7 @@ def did_of(i: int) -> str:
 def populate(data_dir: Path, n: int) -> list[str]:
     """Migrate a fresh SQLite store in ``data_dir`` and insert ``n`` active agents."""
     from registry.store import open_store
-    from registry.store.schema import Agent, AgentKey
+    from registry.store.schema import Agent, AgentKey, TrustState
 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = open_store(None, data_dir)
@@ -69,8 +69,21 @@ def populate(data_dir: Path, n: int) -> list[str]:
         }
         for i, did in enumerate(dids)
     ]
+    # Already scored (medium, ring 2) and not due for a day: the registry's scheduler
+    # leaves them alone, so the figures measure streaming, not a recompute.
+    scored = datetime.now(UTC)
+    states = [
+        {
+            "did": did, "score": 575, "tier": "medium", "effective_ring": 2, "dirty": False,
+            "next_due_at": scored + timedelta(days=1), "computed_at": scored,
+            "updated_at": scored,
+        }
+        for did in dids
+    ]
     with store.transaction() as tx:
-        for table, rows in ((Agent.__table__, agents), (AgentKey.__table__, keys)):
+        for table, rows in (
+            (Agent.__table__, agents), (AgentKey.__table__, keys), (TrustState.__table__, states)
+        ):
             for start in range(0, len(rows), 10_000):
                 tx.unit.execute(insert(table), rows[start : start + 10_000])  # type: ignore[arg-type]
     store.close()

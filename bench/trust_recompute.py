@@ -7,12 +7,8 @@ signals, a tenth with a recent violation), then times:
                                       history and score/tier/ring events written
   trust_recompute_<db>_agents_per_s   N / full time
   trust_recompute_<db>_events         events written by that run
-  trust_recompute_<db>_again_s        a second full recompute at once (events only for the
-                                      few agents whose rounded score moved meanwhile)
   trust_recompute_<db>_due_s          a due-only run right after (what the scheduler does)
   trust_recompute_<db>_due_examined   agents it examined (0: nothing was due)
-  trust_recompute_workers             compute processes (one per core; the writing
-                                      thread overlaps them)
 
 PostgreSQL figures are null when no server answers on 127.0.0.1:5432.
 N defaults to 100,000 (BENCH_TRUST_AGENTS overrides).
@@ -105,9 +101,6 @@ def measure(name: str, store: Any) -> dict[str, Any]:
     full = recomputer.run(everything=True)
     full_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    unchanged = recomputer.run(everything=True)
-    unchanged_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
     due = recomputer.run()
     due_s = time.perf_counter() - t0
     recomputer.close()
@@ -116,15 +109,13 @@ def measure(name: str, store: Any) -> dict[str, Any]:
         f"trust_recompute_{name}_full_s": round(full_s, 2),
         f"trust_recompute_{name}_agents_per_s": round(N / full_s),
         f"trust_recompute_{name}_events": full.events,
-        f"trust_recompute_{name}_again_s": round(unchanged_s, 2),
-        f"trust_recompute_{name}_again_events": unchanged.events,
         f"trust_recompute_{name}_due_s": round(due_s, 3),
         f"trust_recompute_{name}_due_examined": due.examined,
     }
 
 
 def main() -> None:
-    out: dict[str, Any] = {"trust_recompute_agents": N, "trust_recompute_workers": os.cpu_count()}
+    out: dict[str, Any] = {"trust_recompute_agents": N}
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(None, Path(tmp))
         try:

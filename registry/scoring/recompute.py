@@ -18,11 +18,8 @@ not move only gets its ``next_due_at`` and ``dirty`` updated.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,9 +43,10 @@ log = logging.getLogger(__name__)
 SANDBOX = int(ExecutionRing.SANDBOX)
 #: Violations older than this many half-lives weigh nothing measurable (2**-30).
 VIOLATION_HALF_LIVES = 30
-#: Runs with at least this many agents compute in worker processes (one per core),
-#: off the server's GIL, while this thread writes the batches already computed.
-PARALLEL_THRESHOLD = 4000
+#: The compute pauses for a moment after this many agents, so the server's event
+#: loop (Watch streams, RPCs) gets the GIL while a large run computes.
+YIELD_EVERY = 250
+YIELD_SECONDS = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,28 +82,9 @@ class Recomputer:
         self.batch = batch
         self.lock = RecomputeLock(store)
         self._on_commit = on_commit
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
-        self.workers = max(1, os.cpu_count() or 1)
 
     def close(self) -> None:
-        """Stop the worker processes (if a large run started them)."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _workers(self) -> ProcessPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                # spawn: never fork a process that runs grpc threads.
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(self.policy.to_yaml(),),
-                )
-            return self._pool
+        """Nothing to release today; the server calls it on shutdown."""
 
     def run(
         self,
@@ -160,38 +139,15 @@ class Recomputer:
     def _outcomes(
         self, agents: list[AgentInputs], violations: dict[str, list[ViolationRow]], now: datetime
     ) -> Iterator[tuple[list[AgentInputs], list[_Outcome]]]:
-        chunks = [agents[i : i + self.batch] for i in range(0, len(agents), self.batch)]
-        if len(agents) < PARALLEL_THRESHOLD or self.workers < 2:
-            for chunk in chunks:
-                yield chunk, [
-                    compute_one(a, violations.get(a.did, ()), now, self.policy) for a in chunk
-                ]
-            return
-        pool = self._workers()
-        futures: list[Future[list[_Outcome]]] = [
-            pool.submit(
-                _compute_chunk, chunk, {a.did: violations[a.did] for a in chunk
-                                        if a.did in violations}, now
-            )
-            for chunk in chunks
-        ]
-        for chunk, future in zip(chunks, futures, strict=True):
-            yield chunk, future.result()
-
-
-_WORKER_POLICY: Policy | None = None
-
-
-def _init_worker(policy_yaml: str) -> None:
-    global _WORKER_POLICY
-    _WORKER_POLICY = Policy.from_yaml(policy_yaml, source="<recompute>")
-
-
-def _compute_chunk(
-    chunk: list[AgentInputs], violations: dict[str, list[ViolationRow]], now: datetime
-) -> list[_Outcome]:
-    policy = _WORKER_POLICY or Policy.default()
-    return [compute_one(a, violations.get(a.did, ()), now, policy) for a in chunk]
+        policy = self.policy
+        for start in range(0, len(agents), self.batch):
+            chunk = agents[start : start + self.batch]
+            outcomes = []
+            for i, agent in enumerate(chunk):
+                if i and i % YIELD_EVERY == 0:
+                    time.sleep(YIELD_SECONDS)
+                outcomes.append(compute_one(agent, violations.get(agent.did, ()), now, policy))
+            yield chunk, outcomes
 
 
 def compute_one(

@@ -64,6 +64,11 @@ class Config:
     trust_policy_file: str = ""
     # Events older than this are pruned hourly (0 keeps every event).
     event_retention_seconds: int = 7 * 24 * 3600
+    # Replicas (PostgreSQL): the environment variable holding the replica key that
+    # seals the CA, challenge key and operator key shared through the database.
+    replica_key_env: str = "MESH_REPLICA_KEY"
+    # Health checks of the database (NOT_SERVING while it is unreachable).
+    health_check_interval_seconds: float = 1.0
 
     @property
     def effective_mtls_listen(self) -> str:

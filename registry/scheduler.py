@@ -10,12 +10,15 @@
   everything). A Watch that resumes from a pruned sequence is told to re-snapshot.
 
 Jobs run in the server's worker pool, never on the event loop; ``coalesce`` and
-``max_instances=1`` keep a slow run from piling up behind itself.
+``max_instances=1`` keep a slow run from piling up behind itself. With several
+replicas every one schedules the jobs, but only the leader (``leader()``, see
+registry.replica) runs them; the others skip their turns until they lead.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,8 +43,11 @@ class Scheduler:
         recompute_interval: float,
         event_retention: float = 0.0,
         ca_rotator: Any = None,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self._recomputer = recomputer
+        # Replicas: only the leader runs the jobs (registry.replica.Leadership).
+        self._leader = leader
         self._executor = executor
         self._interval = recompute_interval
         self._retention = event_retention
@@ -88,6 +94,8 @@ class Scheduler:
             self._scheduler = None
 
     async def _recompute(self) -> None:
+        if not self._leads():
+            return
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self._executor, self._run_recompute)
@@ -105,10 +113,15 @@ class Scheduler:
                 events=result.events,
             )
 
+    def _leads(self) -> bool:
+        return self._leader is None or self._leader()
+
     def _run_recompute(self) -> Any:
         return self._recomputer.run()
 
     async def _rotate_ca(self) -> None:
+        if not self._leads():
+            return
         loop = asyncio.get_running_loop()
         try:
             changes = await loop.run_in_executor(self._executor, self._ca_rotator.tick)
@@ -119,6 +132,8 @@ class Scheduler:
             _log.info("ca.rotated", changes=changes)
 
     async def _prune(self) -> None:
+        if not self._leads():
+            return
         loop = asyncio.get_running_loop()
         try:
             deleted = await loop.run_in_executor(self._executor, self._run_prune)

@@ -58,9 +58,11 @@ from registry.ca.schedule import SchedulePolicy
 from registry.config import Config
 from registry.events.hub import EventHub
 from registry.events.watch import EventService
+from registry.health import StoreHealth
 from registry.interceptor import GuardInterceptor
 from registry.logs import get_logger
 from registry.metrics import Metrics
+from registry.replica import Replication, replica_key
 from registry.rotation.ca import CARotator
 from registry.scheduler import Scheduler
 from registry.scoring import Recomputer
@@ -132,6 +134,10 @@ class RegistryServer:
         # CA rotation: scheduled (a scheduler job) and operator-driven (CAService).
         self.ca_rotator: CARotator | None = None
         self._unlisten: Any = None
+        # Replicas over PostgreSQL (shared secrets, leadership, LISTEN) and the
+        # database-following health.
+        self.replication: Replication | None = None
+        self.store_health: StoreHealth | None = None
         # (chain PEM, key PEM, roots PEM, expiry) served to new connections.
         self._tls_lock = threading.Lock()
         self._tls: tuple[bytes, bytes, bytes, datetime] | None = None
@@ -187,6 +193,8 @@ class RegistryServer:
         await self.hub.start()
         hub = self.hub
         self._unlisten = self.store.add_commit_listener(lambda _seq: hub.notify())
+        assert self.replication is not None
+        self.replication.start(ca=self.ca, wake=hub.notify)
         trust_pb2_grpc.add_TrustServiceServicer_to_server(
             TrustService(runtime, self.recomputer), server
         )
@@ -231,6 +239,15 @@ class RegistryServer:
         self._server = server
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        store = self.store
+
+        async def ping() -> None:
+            await loop.run_in_executor(self._executor, store.ping)
+
+        self.store_health = StoreHealth(
+            self._health, SERVICE_NAMES, ping, interval=config.health_check_interval_seconds
+        )
+        self.store_health.start()
         if config.metrics_listen:
             host, _, port = config.metrics_listen.rpartition(":")
             self._metrics_server, _thread = self.metrics.serve(host.strip("[]"), int(port))
@@ -242,6 +259,7 @@ class RegistryServer:
             recompute_interval=config.trust_recompute_interval_seconds,
             event_retention=float(config.event_retention_seconds),
             ca_rotator=self.ca_rotator,
+            leader=self.replication.is_leader,
         )
         self.scheduler.start()
         _log.info(
@@ -262,6 +280,8 @@ class RegistryServer:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.config.grace_seconds if grace is None else grace
+        if self.store_health is not None:
+            await self.store_health.stop()
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
         if self._renewer is not None:
@@ -272,8 +292,14 @@ class RegistryServer:
                 pass
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        if self.hub is not None:
+            # Watch streams end now with a resumable UNAVAILABLE (clients resume
+            # elsewhere from their last sequence); unary calls get the grace period.
+            self.hub.close_streams()
         if self._server is not None:
             await self._server.stop(grace)
+        if self.replication is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.replication.stop)
         if self.recomputer is not None:
             self.recomputer.close()
         if self._unlisten is not None:
@@ -297,17 +323,21 @@ class RegistryServer:
         passphrase = None
         if config.ca_passphrase_env:
             passphrase = os.environ.get(config.ca_passphrase_env) or None
-        self.ca = CertificateAuthority.open(
-            config.data_dir, self.trust_domain, passphrase=passphrase
-        )
         self.store = open_store(
             config.database_url or None,
             config.data_dir,
             options=StoreOptions(sqlite_synchronous=config.sqlite_synchronous.upper()),
         )
         self.store.upgrade()
-        self._challenge_key = load_or_create_key(config.data_dir / CHALLENGE_KEY)
-        self.operator = self._ensure_operator()
+        self.replication = Replication(self.store, config.data_dir, replica_key(config))
+        # Replicas share the CA, the challenge key and the operator key: the first
+        # one to start creates them, the others load them from the database.
+        with self.replication.bootstrap():
+            self.ca = CertificateAuthority.open(
+                config.data_dir, self.trust_domain, passphrase=passphrase
+            )
+            self._challenge_key = load_or_create_key(config.data_dir / CHALLENGE_KEY)
+            self.operator = self._ensure_operator()
         self._issue_serving_certificate()
 
     def _issue_serving_certificate(self) -> None:

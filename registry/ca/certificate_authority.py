@@ -296,6 +296,18 @@ class CertificateAuthority:
                 self._store.remove_jwt(kid)
             return True
 
+    def reload(self) -> bool:
+        """Load the authorities from disk if another process changed them there
+        (a replica that pulled the shared CA); True when something changed."""
+        with self._lock, self._store.locked():
+            manifest = self._store.read_manifest()
+            if manifest is None or manifest.sequence == self._state.sequence:
+                return False
+            state = _load(self._store, manifest, self._trust_domain, self._passphrase)
+            self._state = state
+        self._write_bundle_pem(state, _aware(self._clock()))
+        return True
+
     def _commit(
         self,
         state: _State,

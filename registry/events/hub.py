@@ -105,6 +105,8 @@ class EventHub:
         self.position = 0
         #: How many times a subscriber was dropped for falling behind.
         self.detachments = 0
+        #: Set by :meth:`close_streams`: the process is stopping, streams must end.
+        self.closing = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -117,6 +119,12 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for subscriber in list(self._subscribers):
+            self._detach(subscriber)
+
+    def close_streams(self) -> None:
+        """Stopping: every attached stream ends (with a resumable UNAVAILABLE) at once."""
+        self.closing = True
         for subscriber in list(self._subscribers):
             self._detach(subscriber)
 

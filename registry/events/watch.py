@@ -50,6 +50,14 @@ def pruned(position: int) -> RpcError:
     )
 
 
+def shutting_down(position: int) -> RpcError:
+    return RpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"this registry replica is shutting down; resume with from_sequence {position} "
+        "on another replica (or this one once it is back)",
+    )
+
+
 class EventService(events_pb2_grpc.EventServiceServicer):
     def __init__(self, runtime: Runtime, hub: EventHub) -> None:
         self._rt = runtime
@@ -91,10 +99,14 @@ class EventService(events_pb2_grpc.EventServiceServicer):
                 # No await between this comparison and attach (see the module docstring).
                 if position < hub.position:
                     continue
+                if hub.closing:
+                    raise shutting_down(position)
                 hub.attach(subscriber)
                 while True:
                     delivery = await subscriber.queue.get()
                     if delivery is None:
+                        if hub.closing:
+                            raise shutting_down(position)
                         break  # detached for falling behind: back to the table
                     if delivery.seq <= position:
                         continue

@@ -190,7 +190,7 @@ class Fleet:
         )
 
     def oracle(self, agent: FleetAgent, envelope: Envelope) -> str:
-        """"valid" when the key was the sender's current key at issued-at (whole seconds),
+        """Says "valid" when the key was the sender's current key at issued-at (whole seconds),
         not compromised by then, within the grace if rotated since, and the message is alive;
         otherwise why not."""
         issued = datetime.fromtimestamp(envelope.issued_at, UTC)

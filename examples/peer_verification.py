@@ -137,8 +137,9 @@ def _verifier_keys(args: argparse.Namespace, directory: Path, name: str) -> Peer
     agent_dir = AgentDir(directory)
     chain, key = agent_dir.read_svid()
     tls = TLSConfig(agent_dir.read_bundle(), chain, key)
+    # An agent's SVID does not follow the stream (an agent may watch only itself).
     return PeerVerifier.connect(
-        args.registry, tls=tls, mtls_registry=args.registry_mtls, watch=False,
+        args.registry, tls=tls, mtls_registry=args.registry_mtls,
         max_staleness=timedelta(seconds=args.max_staleness),
     )
 

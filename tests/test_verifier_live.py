@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from fixtures_registry import RunningRegistry, _start
 from test_watch_live import enforcer_tls
 
@@ -232,3 +233,24 @@ def test_a_compromised_key_is_refused_from_its_time_on(registry: RunningRegistry
         )
     finally:
         keys.stop()
+
+
+def test_an_agent_credential_does_not_watch_by_default(registry: RunningRegistry) -> None:
+    agent = registry.register("peer/agent-watch")
+    key_pem = agent.tls_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    as_agent = PeerVerifier.connect(
+        registry.address,
+        tls=TLSConfig(registry.bundle_pem, agent.chain_pem(), key_pem),
+        mtls_registry=registry.mtls_address,
+    )
+    as_enforcer = PeerVerifier.connect(
+        registry.address, tls=enforcer_tls(registry), mtls_registry=registry.mtls_address
+    )
+    assert as_agent._subscription is None
+    assert as_enforcer._subscription is not None
+    # The agent's verifier still resolves through the registry with its SVID.
+    verifier = Verifier(as_agent, audience=ME)
+    verifier.verify(sign_message(agent.identity, agent.did, "t", b"x", ME))

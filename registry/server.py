@@ -298,6 +298,8 @@ class RegistryServer:
             self.hub.close_streams()
         if self._server is not None:
             await self._server.stop(grace)
+        if getattr(self, "verify", None) is not None:
+            self.verify.close()
         if self.replication is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.replication.stop)
         if self.recomputer is not None:

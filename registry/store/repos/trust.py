@@ -476,8 +476,20 @@ class TrustRepository(TrustReader):
     def add_history(self, rows: Sequence[dict[str, Any]]) -> None:
         """Bulk-insert history points (did, computed_at, score, tier, effective_ring)."""
         self._require_writable()
-        if rows:
-            self._unit.execute(insert(_H), list(rows))
+        if not rows:
+            return
+        # Two runs at one instant (a frozen or stepped-back clock) replace, not collide.
+        dialect = postgresql if self._unit.dialect == "postgresql" else sqlite
+        stmt = dialect.insert(_H)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["did", "computed_at"],
+            set_={
+                "score": stmt.excluded.score,
+                "tier": stmt.excluded.tier,
+                "effective_ring": stmt.excluded.effective_ring,
+            },
+        )
+        self._unit.execute(stmt, list(rows))
 
     def append_events(self, events: Sequence[tuple[str, str | None, dict[str, Any]]]) -> int:
         """Append many events at once: one sequence allocation, one ``executemany``.

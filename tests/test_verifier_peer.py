@@ -408,3 +408,24 @@ def test_a_live_verifier_refuses_strangers_without_asking_the_registry() -> None
     source.histories[str(stranger.did())] = KeyHistory.incept(stranger, T0)
     follower.event(event(events_pb2.EVENT_TYPE_AGENT_REGISTERED, T0, 2, did=str(stranger.did())))
     verifier.verify(sign_message(stranger, str(stranger.did()), "t", b"x", ME, now=T0))
+
+
+def test_a_new_key_ahead_of_its_event_is_fetched_at_most_once_a_second() -> None:
+    source, clock = Histories(INCEPTED), Clock(ROTATED - timedelta(seconds=5))
+    peer, follower = make(source, clock)
+    go_live(follower)
+    verify(peer, clock, OLD, ROTATED - timedelta(seconds=5))
+    # The sender rotates and signs with its new key before the event reaches us.
+    source.histories[SENDER] = ROTATED_HISTORY
+    clock.set(ROTATED + timedelta(seconds=1))
+    verify(peer, clock, NEW, ROTATED + timedelta(seconds=1))
+    assert source.calls == 2
+    # Made-up kids: refused, and the registry is asked at most once a second.
+    stranger = IdentityKey.from_seed(bytes(range(9, 41)))
+    verifier = Verifier(peer, audience=ME, clock=clock)
+    for second in (0, 0, 0, 1, 1, 1):
+        clock.set(ROTATED + timedelta(seconds=1 + second))
+        envelope = sign_message(stranger, SENDER, "t", b"x", ME, now=ROTATED)
+        with pytest.raises(UnknownKey, match="has no key"):
+            verifier.verify(envelope)
+    assert source.calls == 3

@@ -261,9 +261,10 @@ class PeerVerifier:
         )
 
     def _unknown_kid(self, record: SenderRecord, kid: str) -> KeyRecord:
-        # A kid we do not hold: a rotation we have not heard of yet, unless the stream is
-        # live (then the cache is exact and the kid is simply not the sender's).
-        if not self._live and self._clock() - record.fetched_at >= 1.0:
+        # A kid we do not hold: perhaps a rotation whose event has not reached us yet (the
+        # sender may sign with its new key the moment the registry accepts it). Ask again,
+        # at most once a second per sender, so made-up kids cannot flood the registry.
+        if self._clock() - record.fetched_at >= 1.0:
             record = self._fetch(record.did, record)
             key = record.keys.get(kid)
             if key is not None and record.active and not record.suspended:

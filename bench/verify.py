@@ -21,7 +21,9 @@ Ratios: warm verifier / raw one core (aim >= 0.85), VerifyBatch / raw two proces
 other load on the machine does not move them; the two-thread and gRPC figures are
 wall-clock rates and fall when something else uses the cores. Also printed:
 ``verify_batch_msgs_per_server_cpu_s``, messages per CPU second of the registry
-process (its user + system time over the run, from /proc). Prints one flat JSON object.
+process (its user + system time over the run, from /proc), and
+``verify_batch_server_cores_busy``, that CPU time over the wall time (2.0: both cores
+verifying). Prints one flat JSON object.
 """
 
 from __future__ import annotations
@@ -374,7 +376,7 @@ def _cpu_seconds(pid: int) -> float:
 
 async def _batch_rate(
     port: int, data_dir: Path, request: Any, seconds: float, pid: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     bundle = (data_dir / "bundle.pem").read_bytes()
     op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
     op_key = (data_dir / "operator" / "operator.key").read_bytes()
@@ -401,7 +403,7 @@ async def _batch_rate(
     await asyncio.gather(*(caller() for _ in range(IN_FLIGHT)))
     elapsed, cpu_used = time.perf_counter() - start, _cpu_seconds(pid) - cpu
     await channel.close()
-    return done / elapsed, done / max(cpu_used, 1e-9)
+    return done / elapsed, done / max(cpu_used, 1e-9), cpu_used / elapsed
 
 
 def main() -> None:
@@ -424,13 +426,14 @@ def main() -> None:
             (
                 figures["verify_batch_msgs_per_s"],
                 figures["verify_batch_msgs_per_server_cpu_s"],
+                figures["verify_batch_server_cores_busy"],
             ) = asyncio.run(_batch_rate(port, data_dir, batch, SECONDS, proc.pid))
         finally:
             _stop(proc)
     # Measured before and after the batch figure, so both see the same load on average.
     raw2.append(raw_two_processes(SECONDS))
     figures["raw_verify_2proc_per_s"] = sum(raw2) / len(raw2)
-    out = {k: round(v, 1) for k, v in figures.items()}
+    out = {k: round(v, 2 if k.endswith("_busy") else 1) for k, v in figures.items()}
     out["verify_batch_size"] = BATCH
     out["warm_verifier_to_raw_1core_ratio"] = round(
         figures["peer_verifier_warm_per_s"] / figures["raw_verify_1core_per_s"], 3

@@ -178,8 +178,13 @@ class Cluster:
             conn.execute(f'CREATE DATABASE "{self.database}"')
         for replica in self.replicas:
             replica.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Replica 1 first: it creates the CA and becomes the leader (tests rely on
+        # knowing who leads at the start); the others start together.
+        self.first.start()
+        self.first.wait_ready(timeout)
+        for replica in self.replicas[1:]:
             replica.start()
-        for replica in self.replicas:
+        for replica in self.replicas[1:]:
             replica.wait_ready(timeout)
         return self
 

@@ -1,0 +1,205 @@
+"""Three registry replicas on one PostgreSQL: real ``mesh serve`` processes on loopback.
+
+* registrations spread over the replicas are visible from every one of them,
+  and an SVID issued by one replica authenticates at another (one shared CA);
+* an enforcer attached to replica 3 sees a demotion computed on replica 1;
+* kill -9 of the leader moves the scheduled jobs to another replica within a
+  bounded time, and only replicas that held the leader lock ever ran them;
+* SIGTERM: Watch streams end with a resumable UNAVAILABLE and the enforcer
+  resumes on another replica from its last sequence; the process exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from _cluster import Cluster, wait_until
+from mesh.client import AgentClient, OperatorClient
+from mesh.client.trust import TrustClient, ViolationReport, credential_tls
+from mesh.enforcer import Enforcer
+from mesh.enforcer.state import Change
+from mesh.v1 import events_pb2, events_pb2_grpc
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_admin_url: str) -> Iterator[Cluster]:
+    c = Cluster(tmp_path / "cluster", 3, extra_env={"MESH_TRUST_RECOMPUTE_INTERVAL_SECONDS": "2"})
+    try:
+        c.start()
+        yield c
+    finally:
+        c.close()
+
+
+def _register(cluster: Cluster, index: int, root: Path, token: str) -> str:
+    replica = cluster.replicas[index]
+    agent_dir = root / f"agent-{uuid.uuid4().hex[:6]}"
+    with AgentClient(
+        replica.address, agent_dir, cluster.bundle_pem,
+        mtls_registry=replica.mtls_address,
+    ) as agent:
+        did = agent.register(token).did
+        # The SVID replica `index` issued authenticates at the next replica's mTLS port.
+        other = cluster.replicas[(index + 1) % len(cluster.replicas)]
+        with AgentClient(
+            other.address, agent_dir, cluster.bundle_pem, mtls_registry=other.mtls_address
+        ) as again:
+            assert again.renew().did == did
+    return did
+
+
+def _logged(replica: object, event: str) -> bool:
+    text = replica.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+    for line in text.splitlines():
+        try:
+            if json.loads(line).get("event") == event:
+                return True
+        except json.JSONDecodeError:
+            continue
+    return False
+
+
+def test_three_replicas_share_registrations_demotions_and_the_scheduler(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    assert cluster.leader().index == 1
+    leaders_seen = {cluster.leader().pid}
+    operator = OperatorClient(
+        cluster.addresses, tls=cluster.operator_tls(), mtls_registry=cluster.mtls_addresses
+    )
+    # Registrations spread over the three replicas.
+    dids = []
+    for i in range(6):
+        token = operator.create_token(f"cluster/agent-{i}").token
+        dids.append(_register(cluster, i % 3, tmp_path, token))
+    for replica in cluster.replicas:
+        with OperatorClient(
+            replica.address, tls=cluster.operator_tls(), mtls_registry=replica.mtls_address
+        ) as one:
+            assert {one.get_agent(did).did for did in dids} == set(dids)
+
+    cluster.principal("enforcer", tmp_path / "enforcer")
+    cluster.principal("reporter", tmp_path / "reporter")
+    third = cluster.replicas[2]
+    enforcer = Enforcer.from_dir(
+        tmp_path / "enforcer", third.address, mtls_registry=third.mtls_address
+    )
+    demoted: dict[str, Change] = {}
+    seen = threading.Condition()
+
+    @enforcer.on_demotion
+    def _record(change: Change) -> None:
+        with seen:
+            demoted[change.agent_did] = change
+            seen.notify_all()
+
+    first = cluster.replicas[0]
+    reporter = TrustClient(
+        first.address, tls=credential_tls(tmp_path / "reporter", "reporter"),
+        mtls_registry=first.mtls_address,
+    )
+    operator_r1 = TrustClient(
+        first.address, tls=cluster.operator_tls(), mtls_registry=first.mtls_address
+    )
+    with enforcer, reporter, operator_r1, operator:
+        assert enforcer.wait_synced(30), enforcer.last_error
+        # Everyone gets scored by the leader's scheduled recompute (replica 1).
+        assert wait_until(
+            lambda: all(
+                (v := enforcer.state.get(d)) is not None and v.score is not None for d in dids
+            ),
+            30,
+        )
+
+        def demote(did: str, via: TrustClient) -> None:
+            via.report_signals(
+                did, report_id=uuid.uuid4().hex, success_rate=0.0, error_budget_remaining=0.0,
+                violations=[ViolationReport("critical", "escaped its sandbox")],
+            )
+
+        # A demotion computed on replica 1, seen by the enforcer on replica 3.
+        demote(dids[0], reporter)
+        done = operator_r1.recompute([dids[0]])
+        assert enforcer.wait_for(done["last_sequence"], 20)
+        with seen:
+            assert seen.wait_for(lambda: dids[0] in demoted, 20)
+        assert enforcer.state.get(dids[0]).effective_ring == 3  # type: ignore[union-attr]
+
+        # The leader dies: another replica takes the lock and runs the schedule.
+        cluster.replicas[0].kill()
+        successor = cluster.leader(timeout=30)
+        assert successor.index in (2, 3)
+        leaders_seen.add(successor.pid)
+        second = cluster.replicas[1]
+        with TrustClient(
+            second.address, tls=credential_tls(tmp_path / "reporter", "reporter"),
+            mtls_registry=second.mtls_address,
+        ) as reporter2:
+            demote(dids[1], reporter2)
+        # No manual recompute this time: only the new leader's schedule can demote it.
+        with seen:
+            assert seen.wait_for(lambda: dids[1] in demoted, 30)
+        assert _logged(successor, "trust.recomputed")
+
+    # Only replicas that held the leader lock ever ran a scheduled recompute.
+    for replica in cluster.replicas:
+        if _logged(replica, "trust.recomputed"):
+            assert replica.pid in leaders_seen, replica.index
+        assert len(cluster.leader_pids()) <= 1 or not replica.alive
+
+
+def test_sigterm_ends_streams_resumably_and_exits_cleanly(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    operator = OperatorClient(
+        cluster.addresses, tls=cluster.operator_tls(), mtls_registry=cluster.mtls_addresses
+    )
+    cluster.principal("enforcer", tmp_path / "enforcer")
+    second, third = cluster.replicas[1], cluster.replicas[2]
+    # The enforcer knows two replicas; it starts on replica 2.
+    enforcer = Enforcer.from_dir(
+        tmp_path / "enforcer", [second.address, third.address],
+        mtls_registry=[second.mtls_address, third.mtls_address],
+    )
+    with enforcer, operator:
+        assert enforcer.wait_synced(30), enforcer.last_error
+        first_did = _register(cluster, 0, tmp_path, operator.create_token("sig/a").token)
+        assert wait_until(lambda: enforcer.state.get(first_did) is not None, 20)
+        before = enforcer.state.last_sequence
+        # A raw stream on replica 2 too, to read the status it ends with.
+        raw = grpc.secure_channel(second.mtls_address, cluster.operator_tls().credentials())
+        stream = events_pb2_grpc.EventServiceStub(raw).Watch(
+            events_pb2.WatchRequest(from_sequence=0), timeout=60
+        )
+        next(stream)
+        ended: list[grpc.RpcError] = []
+
+        def drain() -> None:
+            try:
+                for _ in stream:
+                    pass
+            except grpc.RpcError as exc:
+                ended.append(exc)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        assert second.terminate(30) == 0
+        reader.join(20)
+        raw.close()
+        assert ended and ended[0].code() == grpc.StatusCode.UNAVAILABLE, ended
+        assert "resume with from_sequence" in (ended[0].details() or "")
+        assert "registry.stopped" in second.tail(5)
+        # Registered while the enforcer reconnects: it must arrive exactly once.
+        later = _register(cluster, 2, tmp_path, operator.create_token("sig/b").token)
+        assert wait_until(lambda: enforcer.state.get(later) is not None, 30), enforcer.last_error
+        assert enforcer.state.last_sequence > before
+        assert enforcer.state.get(first_did) is not None

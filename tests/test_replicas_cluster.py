@@ -19,8 +19,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from _cluster import Cluster, wait_until
+
 from mesh.client import AgentClient, OperatorClient
 from mesh.client.trust import TrustClient, ViolationReport, credential_tls
 from mesh.enforcer import Enforcer

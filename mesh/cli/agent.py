@@ -118,8 +118,13 @@ def _key_age(a: Agent, now: datetime) -> timedelta | None:
 def _age_text(age: timedelta | None) -> str:
     if age is None:
         return "-"
-    days, rest = divmod(int(age.total_seconds()), 86400)
-    return f"{days}d {rest // 3600}h"
+    seconds = int(age.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    if days:
+        return f"{days}d {rest // 3600}h"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+    return f"{seconds // 60}m {seconds % 60}s"
 
 
 @agent.command("revoke")

@@ -250,16 +250,33 @@ def test_slow_subscriber_is_detached_and_catches_up(registry: RunningRegistry) -
     detached = hub.detachments
     hub.max_queue = 4
     try:
-        slow = watch(registry.operator(), from_sequence=start, agent_dids=[agent.did])
+        # A fixed 64 KiB flow-control window (no BDP growth): a reader that stops
+        # reading fills it, then its queue, within a few hundred events.
+        creds = grpc.ssl_channel_credentials(
+            registry.bundle_pem, registry.operator_key, registry.operator_cert
+        )
+        slow_channel = grpc.secure_channel(
+            registry.mtls_address, creds, options=[("grpc.http2.bdp_probe", 0)]
+        )
+        slow = watch(slow_channel, from_sequence=start, agent_dids=[agent.did])
         fast = make_enforcer(registry, agent_dids=[agent.did]).start()
         assert fast.wait_synced(20)
         next_item = next(slow)  # attached; now stop reading while events flow
-        written = append_events(registry, agent.did, 400)
+        written = []
+        for _ in range(10):
+            with registry.store.transaction() as tx:
+                state = dict(current_state(tx, agent.did))
+                last = tx.trust.append_events(
+                    [(event_types.SCORE_CHANGED, agent.did, {"state": state, "pad": "x" * 200})]
+                    * 200
+                )
+            written.extend(range(last - 199, last + 1))
         assert fast.wait_for(written[-1], 30)
         received = [next_item.event.sequence]
         while received[-1] < written[-1]:
             received.append(next(slow).event.sequence)
         slow.cancel()
+        slow_channel.close()
         fast.stop()
     finally:
         hub.max_queue = old_max

@@ -194,3 +194,22 @@ def test_out_of_order_reports_keep_the_newest_observation(store: Store, clock: C
         assert state is not None and state.success_rate is not None
         assert state.success_rate[0] == 0.9
         assert view.trust.report_digest(REPORTER, "old") == "0" * 64
+
+
+def test_one_recompute_at_a_time_across_replicas(
+    postgres_url: str, tmp_path: Path, clock: Clock
+) -> None:
+    # Two replicas = two stores (two connection pools) on one PostgreSQL database.
+    first = open_store(postgres_url, tmp_path / "a", clock=clock)
+    second = open_store(postgres_url, tmp_path / "b", clock=clock)
+    try:
+        first.upgrade()
+        add_agent(first)
+        one, two = Recomputer(first), Recomputer(second)
+        with one.lock.hold() as held:
+            assert held
+            assert two.run().skipped  # the other replica skips its turn
+        assert two.run().examined == 1  # released: it runs
+    finally:
+        first.close()
+        second.close()

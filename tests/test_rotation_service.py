@@ -161,6 +161,15 @@ def test_rotate_refusals(registry: RunningRegistry) -> None:
         )
     )
     assert code == grpc.StatusCode.FAILED_PRECONDITION
+    # Rotating to a key another agent holds.
+    assert other.history is not None
+    taken = other.history.rotate(other.identity, agent.identity, datetime.now(UTC))
+    code, detail = code_of(
+        lambda: keys(other.channel()).RotateKey(
+            rotation_pb2.RotateKeyRequest(key_history=taken.to_json())
+        )
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "already registered" in detail
     # Only the inception: shorter than what the registry holds.
     assert agent.history is not None
     code, _ = code_of(

@@ -30,8 +30,9 @@ from mesh.errors import KeyHistoryError
 from mesh.keyhistory import KeyHistory, Rotation
 from registry.events.types import KEY_COMPROMISED, KEY_ROTATED, ROTATION_REQUESTED
 from registry.rotation.policy import MAX_FUTURE_SKEW
-from registry.scoring.state import current_state
+from registry.scoring.state import current_state, state_payload
 from registry.status import denied, invalid, not_found, precondition
+from registry.store.errors import AlreadyExists
 from registry.store.records import AgentKeyRecord
 from registry.store.schema import Agent, AgentKey
 
@@ -127,13 +128,19 @@ def rotate_key(
         for entry in new_entries:
             _check_entry(tx, entry, previous, now, caller_serial)
             tx.keys.mark_rotated(previous.kid, at=entry.at)
-            previous = tx.keys.add(
-                did=did,
-                index=entry.index,
-                kid=entry.kid,
-                public_key=entry.public_key,
-                valid_from=entry.at,
-            )
+            try:
+                previous = tx.keys.add(
+                    did=did,
+                    index=entry.index,
+                    kid=entry.kid,
+                    public_key=entry.public_key,
+                    valid_from=entry.at,
+                )
+            except AlreadyExists:
+                raise precondition(
+                    f"key {entry.kid} is already registered (by this or another agent); "
+                    "generate a fresh key for every rotation"
+                ) from None
         tx.keys.put_history(did, text)
         tx.trust.mark_dirty([did])
         first = new_entries[0]
@@ -146,7 +153,7 @@ def rotate_key(
                 "previous_kid": first.previous_kid,
                 "index": previous.index,
                 "rotated_at": first.at.isoformat(),
-                "state": dict(current_state(tx, did)),
+                "state": dict(_state_after(tx, agent, previous.kid)),
             },
         )
         tx.audit.append(
@@ -161,6 +168,22 @@ def rotate_key(
             },
         )
         return RotateResult(previous, True, text)
+
+
+def _state_after(tx: Any, agent: Any, current_kid: str) -> Any:
+    """The agent's state payload after a rotation (what current_state reads, without
+    reading back the agent and key rows this transaction already holds)."""
+    trust = tx.trust.state(agent.did)
+    return state_payload(
+        status=agent.status,
+        granted_ring=agent.granted_ring,
+        current_kid=current_kid,
+        score=trust.score if trust is not None else None,
+        tier=trust.tier if trust is not None else None,
+        effective_ring=trust.effective_ring
+        if trust is not None and trust.score is not None
+        else None,
+    )
 
 
 def _check_extends(
@@ -203,11 +226,6 @@ def _check_entry(
             f"rotation {entry.index} is dated {entry.at.isoformat()}, more than "
             f"{MAX_FUTURE_SKEW} after the registry's clock ({now.isoformat()}); check the "
             "agent's clock",
-        )
-    if tx.keys.find_by_kid(entry.kid) is not None:
-        raise precondition(
-            f"key {entry.kid} is already registered (by this or another agent); generate a "
-            "fresh key for every rotation"
         )
     compromised = previous.compromised_at
     if compromised is None or entry.at < compromised:

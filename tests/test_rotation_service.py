@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,13 +19,35 @@ from mesh.v1 import agents_pb2, registration_pb2, rotation_pb2, rotation_pb2_grp
 from tests.fixtures_registry import Agent, RunningRegistry, _start, make_csr
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
-    running = _start(Path(tmp_path_factory.mktemp("rotation")))
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningRegistry]:
+    """A fresh registry for this module, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        running = _start(Path(tmp_path_factory.mktemp("rotation")))
+        try:
+            yield running
+        finally:
+            running.stop()
+        return
+    request.getfixturevalue("postgres_admin_url")  # skips (or fails under CI) without it
+    import psycopg
+
+    name = f"trustmesh_rot_{uuid.uuid4().hex[:12]}"
+    dsn = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    running = _start(
+        Path(tmp_path_factory.mktemp("rotation_pg")),
+        f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+    )
     try:
         yield running
     finally:
         running.stop()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def keys(ch: grpc.Channel) -> rotation_pb2_grpc.KeyServiceStub:

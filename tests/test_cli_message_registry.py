@@ -80,3 +80,20 @@ def test_registry_and_static_keys_are_exclusive(registry: RunningRegistry) -> No
     result = verify(registry, b"{}", "--public-key", "x", *operator_args(registry))
     assert result.exit_code == 2
     assert "not both" in result.output
+
+
+def test_a_shared_replay_guard_accepts_a_message_once_across_runs(
+    registry: RunningRegistry, redis_url: str
+) -> None:
+    import uuid
+
+    alice = registry.register("cli/replayed")
+    wire = sign_message(alice.identity, alice.did, "text/plain", b"once", ME).to_json().encode()
+    shared = ["--replay", redis_url, "--replay-namespace", f"test:{uuid.uuid4().hex}"]
+    first = verify(registry, wire, *operator_args(registry), *shared)
+    assert first.exit_code == 0, first.output
+    second = verify(registry, wire, *operator_args(registry), *shared)
+    assert second.exit_code == 1
+    assert "error: Replayed:" in second.stderr
+    # Without the shared guard each run remembers only its own messages.
+    assert verify(registry, wire, *operator_args(registry)).exit_code == 0

@@ -42,6 +42,7 @@ from mesh.errors import MeshError
 from mesh.keyhistory import KeyHistory
 from mesh.keys import KEY_HISTORY_FILE, load_identity, read_key_history, read_public_key
 from mesh.keys.keyfile import parse_public_key
+from mesh.replay import replay_guard_from_config
 
 # The binary form starts with the tag's 8-byte big-endian length, then the tag.
 _BINARY_PREFIX = len(TAG).to_bytes(8, "big") + TAG
@@ -175,6 +176,20 @@ def sign(
     help="With --registry: how long after a rotation messages signed before it by the old "
     "key are still accepted.",
 )
+@click.option(
+    "--replay",
+    default="memory",
+    show_default=True,
+    envvar="MESH_REPLAY",
+    help="Replay guard: memory (this run only), or a Redis URL (redis://HOST:PORT/DB) "
+    "shared by every verifier of the service, so a message is accepted once across runs.",
+)
+@click.option(
+    "--replay-namespace",
+    default="trustmesh:replay",
+    show_default=True,
+    help="With a Redis replay guard: the service's namespace (keys are <namespace>:...).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print sender, type, payload as JSON.")
 def verify(
     public_keys: tuple[str, ...],
@@ -187,6 +202,8 @@ def verify(
     agent_dir: Path | None,
     data_dir: Path,
     grace: timedelta,
+    replay: str,
+    replay_namespace: str,
     as_json: bool,
 ) -> None:
     """Verify the message read from stdin; print its payload (or --json) when it passes."""
@@ -200,7 +217,10 @@ def verify(
         keys = _resolver(public_keys, sender, key_history)
     if not audience:
         click.echo("note: the audience is not checked (pass --audience)", err=True)
-    verifier = Verifier(keys, audience=audience or ANY_AUDIENCE, max_skew=max_skew)
+    guard = replay_guard_from_config(replay, namespace=replay_namespace)
+    verifier = Verifier(
+        keys, audience=audience or ANY_AUDIENCE, max_skew=max_skew, replay=guard
+    )
     try:
         verified = verifier.verify(_parse(_read_stdin()))
     except EnvelopeError as exc:

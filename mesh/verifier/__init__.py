@@ -1,7 +1,6 @@
 """Peer verification at scale: senders' keys from the registry, exact by its event stream.
 
-    source = RegistrySource(RegistryChannel(mtls_addresses(registry), tls))
-    keys = PeerVerifier(source, watch=source.watch_channel).start()
+    keys = PeerVerifier.connect("registry:8443", tls=tls).start()  # follows Watch
     verifier = Verifier(keys, audience=my_did, replay=replay_guard_from_config(setting))
     message = verifier.verify(Envelope.from_json(wire))
 

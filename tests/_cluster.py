@@ -28,7 +28,11 @@ from registry.replica import LEADER_APPLICATION, LEADER_KEY
 
 MESH = str(Path(sys.executable).with_name("mesh"))
 TRUST_DOMAIN = "cluster.mesh"
-ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+#: The PostgreSQL the cluster runs on (the system cluster unless overridden, e.g. to
+#: rehearse the disruptive outage test on a private cluster).
+PG_PORT = int(os.environ.get("MESH_TEST_PG_PORT", "5432"))
+PG_CLUSTER = os.environ.get("MESH_TEST_PG_CLUSTER", "main")
+ADMIN_DSN = f"host=127.0.0.1 port={PG_PORT} user=postgres dbname=postgres"
 REPLICA_KEY = "cluster-test-replica-key-" + "x" * 16
 
 
@@ -153,7 +157,7 @@ class Cluster:
     ) -> None:
         self.root = root
         self.database = f"trustmesh_cluster_{uuid.uuid4().hex[:12]}"
-        self.database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.database}"
+        self.database_url = f"postgresql+psycopg://postgres@127.0.0.1:{PG_PORT}/{self.database}"
         env = dict(os.environ)
         env.update({
             "MESH_REPLICA_KEY": REPLICA_KEY,
@@ -230,7 +234,7 @@ class Cluster:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         import psycopg
 
-        dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={self.database}"
+        dsn = f"host=127.0.0.1 port={PG_PORT} user=postgres dbname={self.database}"
         with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
             return list(conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
 

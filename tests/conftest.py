@@ -43,6 +43,17 @@ def _need(service: str, host: str, port: int, how: str) -> None:
     pytest.skip(message)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``disruptive`` (they stop the machine's PostgreSQL) run only when
+    MESH_DISRUPTIVE_TESTS=1, and then alone: `.ci/run` gives them a serial step."""
+    if os.environ.get("MESH_DISRUPTIVE_TESTS") == "1":
+        return
+    kept = [item for item in items if item.get_closest_marker("disruptive") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
     if not VECTORS.is_dir():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _cluster import Cluster
+from _cluster import PG_PORT, Cluster
 
 from mesh.client.trust import credential_tls
 from mesh.keys import IdentityKey
@@ -61,7 +61,7 @@ def _write_burst(database: str, dids: list[str]) -> None:
     per_writer = EVENTS // WRITERS
 
     def writer(w: int) -> None:
-        dsn = f"host=127.0.0.1 port=5432 user=postgres dbname={database}"
+        dsn = f"host=127.0.0.1 port={PG_PORT} user=postgres dbname={database}"
         with psycopg.connect(dsn) as conn:
             for t in range(per_writer // PER_TRANSACTION):
                 with conn.transaction():

@@ -61,6 +61,8 @@ async def main():
         got = 0
         async for item in call:
             now = time.time()
+            if item.WhichOneof("item") != "event":
+                continue  # from_sequence 0: the snapshot comes first
             if got == 0:
                 warm[0] += 1
                 if warm[0] == n:

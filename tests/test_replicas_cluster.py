@@ -19,7 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from _cluster import Cluster, wait_until
+from _cluster import Cluster, Replica, wait_until
 
 from mesh.client import AgentClient, OperatorClient
 from mesh.client.trust import TrustClient, ViolationReport, credential_tls
@@ -203,3 +203,43 @@ def test_sigterm_ends_streams_resumably_and_exits_cleanly(
         assert wait_until(lambda: enforcer.state.get(later) is not None, 30), enforcer.last_error
         assert enforcer.state.last_sequence > before
         assert enforcer.state.get(first_did) is not None
+
+
+def test_ca_rotation_on_any_replica_reaches_the_others_and_a_wrong_key_is_refused(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    def status(replica: Replica) -> int:
+        with OperatorClient(
+            replica.address, tls=cluster.operator_tls(), mtls_registry=replica.mtls_address
+        ) as one:
+            return one.ca_status().sequence
+
+    first, second, third = cluster.replicas
+    start = status(first)
+    with OperatorClient(
+        first.address, tls=cluster.operator_tls(), mtls_registry=first.mtls_address
+    ) as one:
+        prepared = one.rotate_ca().sequence
+    assert prepared > start
+    assert wait_until(lambda: status(second) == status(third) == prepared, 30)
+    # Activated on another replica (forced: no propagation wait in a test).
+    with OperatorClient(
+        second.address, tls=cluster.operator_tls(), mtls_registry=second.mtls_address
+    ) as two:
+        activated = two.rotate_ca(activate=True, force=True).sequence
+    assert wait_until(lambda: status(first) == status(third) == activated, 30)
+    # An SVID from the new authority (issued by replica 3) authenticates at replica 1.
+    with OperatorClient(
+        cluster.addresses, tls=cluster.operator_tls(), mtls_registry=cluster.mtls_addresses
+    ) as operator:
+        token = operator.create_token("ca/after").token
+    assert _register(cluster, 2, tmp_path, token).startswith("did:mesh:")
+
+    # A replica with another replica key cannot open the shared secrets: it refuses to start.
+    env = dict(cluster.env, MESH_REPLICA_KEY="another-replica-key-0123456789")
+    stranger = Replica(9, tmp_path / "r9" / "data", cluster.database_url, env)
+    stranger.data_dir.parent.mkdir(parents=True)
+    stranger.start()
+    assert stranger.proc is not None
+    assert stranger.proc.wait(60) != 0
+    assert "replica key does not open the shared secrets" in stranger.tail()

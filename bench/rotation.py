@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -38,6 +39,8 @@ from mesh.keys import IdentityKey
 from mesh.spiffeid import TrustDomain, agent_spiffe_id
 from mesh.v1 import rotation_pb2, rotation_pb2_grpc
 from registry.store import open_store
+from registry.store.schema import Agent, AgentKey
+from registry.store.schema import KeyHistory as KeyHistoryRow
 
 AGENTS = int(os.environ.get("BENCH_ROTATION_AGENTS", "10000"))
 ROTATIONS = int(os.environ.get("BENCH_ROTATIONS", "2000"))
@@ -45,7 +48,11 @@ CLIENTS = 64
 
 
 def _seed(data_dir: Path) -> list[str]:
-    """AGENTS registered agents, 40 days old; returns the rotated histories for ROTATIONS."""
+    """AGENTS registered agents, 40 days old; returns the rotated histories for ROTATIONS.
+
+    Written with bulk inserts into the tables Register fills (agents, their
+    inception key and key history), as if registered 40 days ago.
+    """
     data_dir.mkdir(mode=0o700, parents=True)
     store = open_store(None, data_dir)
     store.upgrade()
@@ -53,23 +60,26 @@ def _seed(data_dir: Path) -> list[str]:
     incepted = (datetime.now(UTC) - timedelta(days=40)).replace(microsecond=0)
     rotated_at = (datetime.now(UTC) - timedelta(seconds=5)).replace(microsecond=0)
     rotations: list[str] = []
-    batch = 1000
-    for start in range(0, AGENTS, batch):
-        with store.transaction() as tx:
-            for _ in range(start, min(start + batch, AGENTS)):
-                key = IdentityKey.generate()
-                history = KeyHistory.incept(key, incepted)
-                did = str(history.did)
-                tx.agents.create(
-                    did=did, name="bench/agent", spiffe_id=str(agent_spiffe_id(td, history.did))
-                )
-                tx.keys.add(did=did, index=0, kid=key.kid, public_key=key.public_key,
-                            valid_from=incepted)
-                tx.keys.put_history(did, history.to_json())
-                if len(rotations) < ROTATIONS:
-                    rotations.append(
-                        history.rotate(key, IdentityKey.generate(), rotated_at).to_json()
-                    )
+    agents, keys, histories = [], [], []
+    for _ in range(AGENTS):
+        key = IdentityKey.generate()
+        history = KeyHistory.incept(key, incepted)
+        did = str(history.did)
+        agents.append({
+            "did": did, "name": "bench/agent", "spiffe_id": str(agent_spiffe_id(td, history.did)),
+            "status": "active", "granted_ring": 2, "metadata": {}, "created_at": incepted,
+            "updated_at": incepted, "revoked_at": None, "revoke_reason": None,
+        })
+        keys.append({
+            "did": did, "key_index": 0, "kid": key.kid, "public_key": key.public_key,
+            "valid_from": incepted, "rotated_at": None, "compromised_at": None,
+        })
+        histories.append({"did": did, "history": history.to_json(), "updated_at": incepted})
+        if len(rotations) < ROTATIONS:
+            rotations.append(history.rotate(key, IdentityKey.generate(), rotated_at).to_json())
+    with store.transaction() as tx:
+        for table, rows in ((Agent, agents), (AgentKey, keys), (KeyHistoryRow, histories)):
+            tx.unit.execute(insert(table.__table__), rows)
     store.close()
     return rotations
 

@@ -293,3 +293,40 @@ def test_cli_ca(registry: RunningRegistry, tmp_path: Path) -> None:
     )
     assert sum(a["state"] == "retired" for a in forced["authorities"]) == 2
     assert sum(a["state"] == "active" for a in forced["authorities"]) == 2
+
+
+def test_async_client_rotates(registry: RunningRegistry, tmp_path: Path) -> None:
+    import asyncio
+
+    from mesh.client import AsyncAgentClient
+
+    async def scenario() -> None:
+        directory = tmp_path / "aio"
+        key = IdentityKey.generate()
+        save_identity(directory, key,
+                      history=KeyHistory.incept(key, datetime.now(UTC) - timedelta(days=44)))
+        async with AsyncAgentClient(
+            registry.address, directory, registry.bundle_pem, mtls_registry=registry.mtls_address
+        ) as client:
+            await client.register(registry.join_token("rotation/aio"))
+            result = await client.rotate_key()
+            assert result.rotated and result.previous_kid == key.kid
+            assert load_identity(directory).kid == result.kid
+            assert registry_kid(registry, client.info.did) == result.kid
+            # Past the hard limit, renewal rotates first (as the sync client does).
+            with registry.store.transaction() as tx:
+                from sqlalchemy import update
+
+                from registry.store.schema import AgentKey
+
+                tx.unit.execute(
+                    update(AgentKey.__table__)
+                    .where(AgentKey.__table__.c.kid == result.kid)
+                    .values(valid_from=datetime.now(UTC) - timedelta(days=46))
+                )
+            with pytest.raises(FailedPrecondition, match="key rotation required"):
+                await client.renew()
+            await client._renew_or_reregister()
+            assert load_identity(directory).kid != result.kid
+
+    asyncio.run(scenario())

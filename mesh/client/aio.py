@@ -25,6 +25,7 @@ from typing import Any
 import grpc.aio
 
 from mesh.client._internal import convert, flow
+from mesh.client._internal import rotation as key_rotation
 from mesh.client._internal.core import AgentCore, Attempt, Clock, utc_now
 from mesh.client.channel import (
     DEFAULT_TIMEOUT,
@@ -32,13 +33,30 @@ from mesh.client.channel import (
     RetryPolicy,
     TLSConfig,
 )
-from mesh.client.errors import FailedPrecondition, PermissionDenied, Unauthenticated
+from mesh.client.errors import (
+    FailedPrecondition,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from mesh.client.operator import check_bundle
 from mesh.client.renewal import DEFAULT_JITTER
+from mesh.client.rotation_types import KeyRotation
 from mesh.client.types import JWTSVID, Registration, TrustBundle
 from mesh.errors import MeshError
+from mesh.rotation import ROTATION_REQUIRED
 from mesh.svid import X509SVID
-from mesh.v1 import registration_pb2, registration_pb2_grpc, svid_pb2, svid_pb2_grpc
+from mesh.v1 import (
+    agents_pb2,
+    agents_pb2_grpc,
+    registration_pb2,
+    registration_pb2_grpc,
+    rotation_pb2,
+    rotation_pb2_grpc,
+    svid_pb2,
+    svid_pb2_grpc,
+)
 
 # await wait(seconds) -> True when the client was stopped during the wait.
 AsyncWait = Callable[[float], Awaitable[bool]]
@@ -68,6 +86,8 @@ class AsyncAgentClient(AgentCore):
         rng: random.Random | None = None,
         on_renewed: Callable[[Registration], None] | None = None,
         on_error: Callable[[MeshError], None] | None = None,
+        on_key_rotated: Callable[[KeyRotation], None] | None = None,
+        auto_rotate: bool = True,
     ) -> None:
         super().__init__(
             registry,
@@ -92,6 +112,9 @@ class AsyncAgentClient(AgentCore):
         )
         self._mtls: AsyncRegistryChannel | None = None
         self._task: asyncio.Task[None] | None = None
+        self._rotation_lock = asyncio.Lock()
+        self._on_key_rotated = on_key_rotated
+        self.auto_rotate = auto_rotate
 
     async def _wait_for_stop(self, seconds: float) -> bool:
         try:
@@ -180,6 +203,86 @@ class AsyncAgentClient(AgentCore):
         """The current X.509-SVID (loaded from the directory on first use)."""
         return self._current_svid()
 
+    # -- identity key rotation ---------------------------------------------------------
+
+    async def rotate_key(self, *, lead: timedelta = key_rotation.DEFAULT_LEAD) -> KeyRotation:
+        """See :meth:`mesh.client.AgentClient.rotate_key`."""
+        async with self._rotation_lock:
+            pending = await asyncio.to_thread(key_rotation.load_pending, self.dir, self._passphrase)
+            if pending is not None and pending.at <= self._clock():
+                held = await self._registry_kid()
+                if held == pending.key.kid:
+                    await asyncio.to_thread(
+                        key_rotation.commit, self.dir, pending, self._passphrase
+                    )
+                    return self._key_rotated(pending, rotated=False)
+                if held is not None:
+                    await asyncio.to_thread(key_rotation.abandon, self.dir)
+                    pending = None
+            if pending is None:
+                pending = await asyncio.to_thread(
+                    key_rotation.prepare, self.dir, self._passphrase, self._clock(), lead
+                )
+            try:
+                response = await self._submit_rotation(pending.history.to_json())
+            except (InvalidRequest, FailedPrecondition, PermissionDenied, NotFound):
+                await asyncio.to_thread(key_rotation.abandon, self.dir)
+                raise
+            key_rotation.check_accepted(pending, response.current_key.kid)
+            await asyncio.to_thread(key_rotation.commit, self.dir, pending, self._passphrase)
+            return self._key_rotated(pending, rotated=bool(response.rotated))
+
+    def _key_rotated(self, pending: key_rotation.PendingRotation, *, rotated: bool) -> KeyRotation:
+        result = KeyRotation(
+            did=str(pending.history.did),
+            previous_kid=pending.previous_kid,
+            kid=pending.key.kid,
+            at=pending.at,
+            rotated=rotated,
+        )
+        if self._on_key_rotated is not None:
+            self._on_key_rotated(result)
+        return result
+
+    async def _submit_rotation(self, history_json: str) -> Any:
+        request = rotation_pb2.RotateKeyRequest(key_history=history_json)
+        timeout = self._timeout
+
+        async def op(ch: grpc.aio.Channel) -> Any:
+            return await rotation_pb2_grpc.KeyServiceStub(ch).RotateKey(request, timeout=timeout)
+
+        if self._svid_usable():
+            try:
+                return await (await self._agent_channel()).call(op)
+            except Unauthenticated:
+                pass  # the SVID is no longer accepted: the history's signatures suffice
+        return await self._public.call(op)
+
+    def _svid_usable(self) -> bool:
+        if not self.dir.has_svid():
+            return False
+        try:
+            return self._current_svid().expires_at > self._clock()
+        except MeshError:
+            return False
+
+    async def _registry_kid(self) -> str | None:
+        if not self._svid_usable():
+            return None
+        try:
+            info = await asyncio.to_thread(self._info)
+            request = agents_pb2.ResolveDIDRequest(did=info.did)
+            timeout = self._timeout
+
+            async def op(ch: grpc.aio.Channel) -> Any:
+                stub = agents_pb2_grpc.AgentServiceStub(ch)
+                return await stub.ResolveDID(request, timeout=timeout)
+
+            response = await (await self._agent_channel()).call(op)
+        except MeshError:
+            return None
+        return str(response.agent.current_key.kid) or None
+
     async def _agent_channel(self) -> AsyncRegistryChannel:
         if self._mtls is None:
             tls = await asyncio.to_thread(self._disk_tls)
@@ -244,9 +347,19 @@ class AsyncAgentClient(AgentCore):
 
     async def _renew_or_reregister(self) -> Registration:
         try:
-            return await self.renew()
+            return await self._rotating(self.renew)
         except Unauthenticated:
-            return await self.register()
+            return await self._rotating(self.register)
+
+    async def _rotating(self, op: Callable[[], Awaitable[Registration]]) -> Registration:
+        """``op``; when the registry wants the key rotated first, rotate and try again."""
+        try:
+            return await op()
+        except FailedPrecondition as exc:
+            if not self.auto_rotate or f"): {ROTATION_REQUIRED}:" not in exc.message:
+                raise
+            await self.rotate_key()
+            return await op()
 
     async def stop(self) -> None:
         """Stop background renewal (lets a renewal in progress finish). Idempotent."""

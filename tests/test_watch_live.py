@@ -306,3 +306,24 @@ def test_pruned_sequence_means_resnapshot(registry: RunningRegistry) -> None:
         assert enforcer.wait_synced(20)
         assert enforcer.state.get(agent.did) is not None
         assert enforcer.last_error is not None and "OUT_OF_RANGE" in enforcer.last_error
+
+
+def test_batched_snapshot_holds_every_agent(registry: RunningRegistry) -> None:
+    registry.register("watch/batch-a")
+    registry.register("watch/batch-b")
+    with registry.store.read() as view:
+        expected = {row.did for row in view.trust.snapshot()}
+        latest = view.events.latest_seq()
+    stream = watch(registry.operator(), batch_snapshot=True)
+    seen: set[str] = set()
+    for item in stream:
+        kind = item.WhichOneof("item")
+        assert kind != "snapshot"  # batched only
+        if kind == "snapshot_batch":
+            assert 0 < len(item.snapshot_batch.states) <= 1000
+            seen.update(s.did for s in item.snapshot_batch.states)
+        elif kind == "snapshot_done":
+            assert item.snapshot_done.sequence >= latest
+            break
+    stream.cancel()
+    assert expected <= seen

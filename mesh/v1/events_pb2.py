@@ -26,25 +26,27 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from mesh.v1 import types_pb2 as mesh_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/events.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mesh/v1/types.proto\"\xb2\x01\n\nAgentState\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.mesh.v1.AgentStatus\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_ring\x18\x03 \x01(\r\x12\x14\n\x0cgranted_ring\x18\x04 \x01(\r\x12\r\n\x05score\x18\x05 \x01(\r\x12\x11\n\thas_score\x18\x06 \x01(\x08\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x13\n\x0b\x63urrent_kid\x18\x08 \x01(\t\"\xb0\x01\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12 \n\x04type\x18\x02 \x01(\x0e\x32\x12.mesh.v1.EventType\x12\x11\n\tagent_did\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05state\x18\x05 \x01(\x0b\x32\x13.mesh.v1.AgentState\x12\x14\n\x0c\x64\x65tails_json\x18\x06 \x01(\t\"\\\n\x0cWatchRequest\x12\x15\n\rfrom_sequence\x18\x01 \x01(\x04\x12\x12\n\nagent_dids\x18\x02 \x03(\t\x12!\n\x05types\x18\x03 \x03(\x0e\x32\x12.mesh.v1.EventType\" \n\x0cSnapshotDone\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\x91\x01\n\rWatchResponse\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x13.mesh.v1.AgentStateH\x00\x12.\n\rsnapshot_done\x18\x02 \x01(\x0b\x32\x15.mesh.v1.SnapshotDoneH\x00\x12\x1f\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x0e.mesh.v1.EventH\x00\x42\x06\n\x04item*\xdd\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45VENT_TYPE_AGENT_REGISTERED\x10\x01\x12\x1a\n\x16\x45VENT_TYPE_KEY_ROTATED\x10\x02\x12\x1c\n\x18\x45VENT_TYPE_AGENT_REVOKED\x10\x03\x12\x1f\n\x1b\x45VENT_TYPE_AGENT_TERMINATED\x10\x04\x12\x1c\n\x18\x45VENT_TYPE_SCORE_CHANGED\x10\x05\x12\x1b\n\x17\x45VENT_TYPE_TIER_CHANGED\x10\x06\x12\x1b\n\x17\x45VENT_TYPE_RING_CHANGED\x10\x07\x12\x1d\n\x19\x45VENT_TYPE_BUNDLE_CHANGED\x10\x08\x12\x1e\n\x1a\x45VENT_TYPE_KEY_COMPROMISED\x10\t\x12!\n\x1d\x45VENT_TYPE_ROTATION_REQUESTED\x10\n2H\n\x0c\x45ventService\x12\x38\n\x05Watch\x12\x15.mesh.v1.WatchRequest\x1a\x16.mesh.v1.WatchResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mesh/v1/events.proto\x12\x07mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13mesh/v1/types.proto\"\xb2\x01\n\nAgentState\x12\x0b\n\x03\x64id\x18\x01 \x01(\t\x12$\n\x06status\x18\x02 \x01(\x0e\x32\x14.mesh.v1.AgentStatus\x12\x16\n\x0e\x65\x66\x66\x65\x63tive_ring\x18\x03 \x01(\r\x12\x14\n\x0cgranted_ring\x18\x04 \x01(\r\x12\r\n\x05score\x18\x05 \x01(\r\x12\x11\n\thas_score\x18\x06 \x01(\x08\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x13\n\x0b\x63urrent_kid\x18\x08 \x01(\t\"\xb0\x01\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12 \n\x04type\x18\x02 \x01(\x0e\x32\x12.mesh.v1.EventType\x12\x11\n\tagent_did\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05state\x18\x05 \x01(\x0b\x32\x13.mesh.v1.AgentState\x12\x14\n\x0c\x64\x65tails_json\x18\x06 \x01(\t\"t\n\x0cWatchRequest\x12\x15\n\rfrom_sequence\x18\x01 \x01(\x04\x12\x12\n\nagent_dids\x18\x02 \x03(\t\x12!\n\x05types\x18\x03 \x03(\x0e\x32\x12.mesh.v1.EventType\x12\x16\n\x0e\x62\x61tch_snapshot\x18\x04 \x01(\x08\"4\n\rSnapshotBatch\x12#\n\x06states\x18\x01 \x03(\x0b\x32\x13.mesh.v1.AgentState\" \n\x0cSnapshotDone\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\xc3\x01\n\rWatchResponse\x12\'\n\x08snapshot\x18\x01 \x01(\x0b\x32\x13.mesh.v1.AgentStateH\x00\x12.\n\rsnapshot_done\x18\x02 \x01(\x0b\x32\x15.mesh.v1.SnapshotDoneH\x00\x12\x1f\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x0e.mesh.v1.EventH\x00\x12\x30\n\x0esnapshot_batch\x18\x04 \x01(\x0b\x32\x16.mesh.v1.SnapshotBatchH\x00\x42\x06\n\x04item*\xdd\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45VENT_TYPE_AGENT_REGISTERED\x10\x01\x12\x1a\n\x16\x45VENT_TYPE_KEY_ROTATED\x10\x02\x12\x1c\n\x18\x45VENT_TYPE_AGENT_REVOKED\x10\x03\x12\x1f\n\x1b\x45VENT_TYPE_AGENT_TERMINATED\x10\x04\x12\x1c\n\x18\x45VENT_TYPE_SCORE_CHANGED\x10\x05\x12\x1b\n\x17\x45VENT_TYPE_TIER_CHANGED\x10\x06\x12\x1b\n\x17\x45VENT_TYPE_RING_CHANGED\x10\x07\x12\x1d\n\x19\x45VENT_TYPE_BUNDLE_CHANGED\x10\x08\x12\x1e\n\x1a\x45VENT_TYPE_KEY_COMPROMISED\x10\t\x12!\n\x1d\x45VENT_TYPE_ROTATION_REQUESTED\x10\n2H\n\x0c\x45ventService\x12\x38\n\x05Watch\x12\x15.mesh.v1.WatchRequest\x1a\x16.mesh.v1.WatchResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=724
-  _globals['_EVENTTYPE']._serialized_end=1073
+  _globals['_EVENTTYPE']._serialized_start=852
+  _globals['_EVENTTYPE']._serialized_end=1201
   _globals['_AGENTSTATE']._serialized_start=88
   _globals['_AGENTSTATE']._serialized_end=266
   _globals['_EVENT']._serialized_start=269
   _globals['_EVENT']._serialized_end=445
   _globals['_WATCHREQUEST']._serialized_start=447
-  _globals['_WATCHREQUEST']._serialized_end=539
-  _globals['_SNAPSHOTDONE']._serialized_start=541
-  _globals['_SNAPSHOTDONE']._serialized_end=573
-  _globals['_WATCHRESPONSE']._serialized_start=576
-  _globals['_WATCHRESPONSE']._serialized_end=721
-  _globals['_EVENTSERVICE']._serialized_start=1075
-  _globals['_EVENTSERVICE']._serialized_end=1147
+  _globals['_WATCHREQUEST']._serialized_end=563
+  _globals['_SNAPSHOTBATCH']._serialized_start=565
+  _globals['_SNAPSHOTBATCH']._serialized_end=617
+  _globals['_SNAPSHOTDONE']._serialized_start=619
+  _globals['_SNAPSHOTDONE']._serialized_end=651
+  _globals['_WATCHRESPONSE']._serialized_start=654
+  _globals['_WATCHRESPONSE']._serialized_end=849
+  _globals['_EVENTSERVICE']._serialized_start=1203
+  _globals['_EVENTSERVICE']._serialized_end=1275
 # @@protoc_insertion_point(module_scope)

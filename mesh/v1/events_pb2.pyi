@@ -73,14 +73,22 @@ class Event(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., agent_did: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[AgentState, _Mapping]] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("from_sequence", "agent_dids", "types")
+    __slots__ = ("from_sequence", "agent_dids", "types", "batch_snapshot")
     FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AGENT_DIDS_FIELD_NUMBER: _ClassVar[int]
     TYPES_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     from_sequence: int
     agent_dids: _containers.RepeatedScalarFieldContainer[str]
     types: _containers.RepeatedScalarFieldContainer[EventType]
-    def __init__(self, from_sequence: _Optional[int] = ..., agent_dids: _Optional[_Iterable[str]] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ...) -> None: ...
+    batch_snapshot: bool
+    def __init__(self, from_sequence: _Optional[int] = ..., agent_dids: _Optional[_Iterable[str]] = ..., types: _Optional[_Iterable[_Union[EventType, str]]] = ..., batch_snapshot: _Optional[bool] = ...) -> None: ...
+
+class SnapshotBatch(_message.Message):
+    __slots__ = ("states",)
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedCompositeFieldContainer[AgentState]
+    def __init__(self, states: _Optional[_Iterable[_Union[AgentState, _Mapping]]] = ...) -> None: ...
 
 class SnapshotDone(_message.Message):
     __slots__ = ("sequence",)
@@ -89,11 +97,13 @@ class SnapshotDone(_message.Message):
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
 class WatchResponse(_message.Message):
-    __slots__ = ("snapshot", "snapshot_done", "event")
+    __slots__ = ("snapshot", "snapshot_done", "event", "snapshot_batch")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_DONE_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_BATCH_FIELD_NUMBER: _ClassVar[int]
     snapshot: AgentState
     snapshot_done: SnapshotDone
     event: Event
-    def __init__(self, snapshot: _Optional[_Union[AgentState, _Mapping]] = ..., snapshot_done: _Optional[_Union[SnapshotDone, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ...) -> None: ...
+    snapshot_batch: SnapshotBatch
+    def __init__(self, snapshot: _Optional[_Union[AgentState, _Mapping]] = ..., snapshot_done: _Optional[_Union[SnapshotDone, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., snapshot_batch: _Optional[_Union[SnapshotBatch, _Mapping]] = ...) -> None: ...

@@ -163,7 +163,10 @@ class Subscription:
             stub = events_pb2_grpc.EventServiceStub(channel)
             start = self._handler.position()
             request = events_pb2.WatchRequest(
-                from_sequence=start, agent_dids=self._agent_dids, types=self._types
+                from_sequence=start,
+                agent_dids=self._agent_dids,
+                types=self._types,
+                batch_snapshot=True,
             )
             call = stub.Watch(request)
             with self._lock:
@@ -188,6 +191,9 @@ class Subscription:
                 kind = item.WhichOneof("item")
                 if kind == "event":
                     self._handler.event(item.event)
+                elif kind == "snapshot_batch":
+                    for state in item.snapshot_batch.states:
+                        self._handler.snapshot(state)
                 elif kind == "snapshot":
                     self._handler.snapshot(item.snapshot)
                 elif kind == "snapshot_done":

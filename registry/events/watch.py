@@ -3,7 +3,9 @@
 One stream, in order:
 
 1. ``from_sequence == 0``: every matching agent's state read in ONE snapshot
-   together with the last sequence S it reflects, then ``SnapshotDone(S)``;
+   together with the last sequence S it reflects (one item per agent, or
+   ``SnapshotBatch`` items of up to 1000 when the client asks ``batch_snapshot``),
+   then ``SnapshotDone(S)``;
    ``from_sequence == N``: checked to be still in the table (else OUT_OF_RANGE:
    pruned, start again from 0) and not ahead of it;
 2. catch up from the event table (the source of truth) until the stream has
@@ -40,6 +42,7 @@ from registry.store.records import EventRecord
 
 MAX_AGENT_FILTER = 1000
 CATCH_UP_BATCH = 1000
+SNAPSHOT_BATCH = 1000
 
 
 def pruned(position: int) -> RpcError:
@@ -78,8 +81,17 @@ class EventService(events_pb2_grpc.EventServiceServicer):
         position = int(request.from_sequence)
         if position == 0:
             rows, position = await self._rt.run(self._snapshot, dids or None)
-            for row in rows:
-                yield events_pb2.WatchResponse(snapshot=row)
+            if request.batch_snapshot:
+                # One message per SNAPSHOT_BATCH states: a stream's cost is per message.
+                for start in range(0, len(rows), SNAPSHOT_BATCH):
+                    yield events_pb2.WatchResponse(
+                        snapshot_batch=events_pb2.SnapshotBatch(
+                            states=rows[start : start + SNAPSHOT_BATCH]
+                        )
+                    )
+            else:
+                for row in rows:
+                    yield events_pb2.WatchResponse(snapshot=row)
             yield events_pb2.WatchResponse(
                 snapshot_done=events_pb2.SnapshotDone(sequence=position)
             )

@@ -5,6 +5,8 @@ signals, a tenth with a recent violation), then times:
 
   trust_recompute_<db>_full_s         first full recompute: every agent scored, state,
                                       history and score/tier/ring events written
+  trust_recompute_<db>_compute_only_s the pure part alone (scores, ring decisions, next
+                                      due times; no store), one core: the floor for one run
   trust_recompute_<db>_agents_per_s   N / full time
   trust_recompute_<db>_events         events written by that run
   trust_recompute_<db>_due_s          a due-only run right after (what the scheduler does)
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert
 
 from registry.scoring import Recomputer
+from registry.scoring.recompute import compute_one
 from registry.store import open_store
 from registry.store.schema import Agent, AgentKey, TrustSignal, TrustState
 
@@ -97,6 +100,14 @@ def measure(name: str, store: Any) -> dict[str, Any]:
     store.upgrade()
     populate(store, N)
     recomputer = Recomputer(store)
+    # The pure part alone (trust scoring, ring decision, next due time), for the split.
+    with store.read() as view:
+        agents = view.trust.inputs()
+    now = store.now()
+    t0 = time.perf_counter()
+    for agent in agents:
+        compute_one(agent, (), now, recomputer.policy)
+    compute_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     full = recomputer.run(everything=True)
     full_s = time.perf_counter() - t0
@@ -107,6 +118,7 @@ def measure(name: str, store: Any) -> dict[str, Any]:
     assert full.examined == N
     return {
         f"trust_recompute_{name}_full_s": round(full_s, 2),
+        f"trust_recompute_{name}_compute_only_s": round(compute_s, 2),
         f"trust_recompute_{name}_agents_per_s": round(N / full_s),
         f"trust_recompute_{name}_events": full.events,
         f"trust_recompute_{name}_due_s": round(due_s, 3),

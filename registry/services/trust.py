@@ -267,7 +267,7 @@ class TrustService(trust_pb2_grpc.TrustServiceServicer):
                 if trust is None or trust.score is None:
                     # Not scored yet: the grant alone is the ring subscribers know.
                     state = current_state(tx, did)
-                    if state["effective_ring"] != max(old, 0):
+                    if state["effective_ring"] != old:
                         tx.events.append(
                             event_types.RING_CHANGED,
                             did,

@@ -34,11 +34,12 @@ from registry.scoring.state import current_state, state_payload
 from registry.status import denied, invalid, not_found, precondition
 from registry.store.errors import AlreadyExists
 from registry.store.records import AgentKeyRecord
-from registry.store.schema import Agent, AgentKey
+from registry.store.schema import Agent, AgentKey, Event
 
 MAX_KEY_HISTORY_CHARS = 1_000_000
 _A = cast(Table, Agent.__table__)
 _K = cast(Table, AgentKey.__table__)
+_E = cast(Table, Event.__table__)
 
 
 @dataclass(frozen=True)
@@ -398,66 +399,43 @@ def parse_campaign_id(text: str) -> tuple[int, int]:
 
 
 def campaign_status(store: Any, campaign_id: str) -> CampaignStatus:
+    """Per agent of the campaign: its key then and now, and its status — one query."""
     first, last = parse_campaign_id(campaign_id)
-    requested: dict[str, str] = {}
+    newest = (
+        select(_K.c.did, func.max(_K.c.key_index).label("key_index"))
+        .group_by(_K.c.did)
+        .subquery("newest")
+    )
+    current = (
+        select(_K.c.did, _K.c.kid)
+        .join(newest, and_(_K.c.did == newest.c.did, _K.c.key_index == newest.c.key_index))
+        .subquery("current_key")
+    )
+    query = (
+        select(_E.c.agent_did, _E.c.payload, _A.c.status, current.c.kid)
+        .join(_A, _A.c.did == _E.c.agent_did)
+        .outerjoin(current, current.c.did == _E.c.agent_did)
+        .where(_E.c.seq.between(first, last), _E.c.type == ROTATION_REQUESTED)
+        .order_by(_E.c.seq)
+    )
     with store.read() as view:
-        position = first - 1
-        while position < last:
-            batch = view.events.since(position, limit=5000)
-            if not batch:
-                break
-            for record in batch:
-                if record.seq > last:
-                    break
-                if record.type == ROTATION_REQUESTED and record.agent_did:
-                    requested[record.agent_did] = str(record.payload.get("kid", ""))
-            position = batch[-1].seq
-        if not requested:
-            raise not_found(
-                f"campaign_id: no rotation requests in events {first}-{last} (unknown id, or "
-                "pruned after the event retention)"
-            )
-        current = _current_keys(view, list(requested))
-        statuses = _statuses(view, list(requested))
-    rows = []
-    for did, kid in requested.items():
-        now_kid = current.get(did, "")
-        status = statuses.get(did, "")
-        if now_kid and now_kid != kid:
-            rows.append(AgentRotation(did, "rotated", kid, now_kid))
+        rows = list(view.unit.execute(query))
+    if not rows:
+        raise not_found(
+            f"campaign_id: no rotation requests in events {first}-{last} (unknown id, or "
+            "pruned after the event retention)"
+        )
+    agents = []
+    for did, payload, status, now_kid in rows:
+        asked = str((payload or {}).get("kid", ""))
+        now_kid = str(now_kid or "")
+        if now_kid and now_kid != asked:
+            agents.append(AgentRotation(did, "rotated", asked, now_kid))
         elif status != "active":
-            rows.append(
-                AgentRotation(did, "failed", kid, now_kid, f"agent is {status or 'gone'}")
-            )
+            agents.append(AgentRotation(did, "failed", asked, now_kid, f"agent is {status}"))
         else:
-            rows.append(AgentRotation(did, "pending", kid, now_kid))
-    return CampaignStatus(campaign_id, tuple(rows))
-
-
-def _current_keys(view: Any, dids: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for start in range(0, len(dids), 500):
-        chunk = dids[start : start + 500]
-        newest = (
-            select(_K.c.did, func.max(_K.c.key_index).label("key_index"))
-            .where(_K.c.did.in_(chunk))
-            .group_by(_K.c.did)
-            .subquery("newest")
-        )
-        query = select(_K.c.did, _K.c.kid).join(
-            newest, and_(_K.c.did == newest.c.did, _K.c.key_index == newest.c.key_index)
-        )
-        out.update({str(r[0]): str(r[1]) for r in view.unit.execute(query)})
-    return out
-
-
-def _statuses(view: Any, dids: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for start in range(0, len(dids), 500):
-        chunk = dids[start : start + 500]
-        query = select(_A.c.did, _A.c.status).where(_A.c.did.in_(chunk))
-        out.update({str(r[0]): str(r[1]) for r in view.unit.execute(query)})
-    return out
+            agents.append(AgentRotation(did, "pending", asked, now_kid))
+    return CampaignStatus(campaign_id, tuple(agents))
 
 
 __all__ = [

@@ -7,10 +7,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mesh.keyhistory import KeyHistory
 from mesh.keys import IdentityKey
@@ -334,3 +337,70 @@ def _ts(at: datetime) -> Timestamp:
 
 
 _ = registration_pb2
+
+
+# -- hostile values: a precise status, never INTERNAL ------------------------------------------
+
+_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=300)
+_PRECISE = {
+    grpc.StatusCode.OK,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def _code(fn: Any, request: Any) -> grpc.StatusCode:
+    try:
+        fn(request, timeout=30)
+    except grpc.RpcError as exc:
+        return exc.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+@_SETTINGS
+@given(text=_TEXT | st.from_regex(r'\{"format": ?".{0,40}".*', fullmatch=True))
+def test_rotate_key_hostile_history(registry: RunningRegistry, text: str) -> None:
+    code = _code(keys(registry.anonymous()).RotateKey, rotation_pb2.RotateKeyRequest(
+        key_history=text))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@_SETTINGS
+@given(
+    did=_TEXT,
+    kid=_TEXT,
+    reason=_TEXT | st.text(alphabet="x", min_size=500, max_size=700),
+    seconds=st.integers(-(2**63), 2**63 - 1),
+    nanos=st.integers(-(2**31), 2**31 - 1),
+)
+def test_mark_compromised_hostile(
+    registry: RunningRegistry, did: str, kid: str, reason: str, seconds: int, nanos: int
+) -> None:
+    request = rotation_pb2.MarkKeyCompromisedRequest(did=did, kid=kid, reason=reason)
+    request.compromised_at.seconds, request.compromised_at.nanos = seconds, nanos
+    assert _code(keys(registry.operator()).MarkKeyCompromised, request) in _PRECISE
+
+
+@_SETTINGS
+@given(
+    campaign=_TEXT | st.from_regex(r"[0-9]{1,25}-[0-9]{1,25}", fullmatch=True),
+    older=st.integers(0, 2**64 - 1),
+    did=_TEXT,
+)
+def test_rotation_requests_hostile(
+    registry: RunningRegistry, campaign: str, older: int, did: str
+) -> None:
+    stub = keys(registry.operator())
+    status = rotation_pb2.GetRotationStatusRequest(campaign_id=campaign)
+    assert _code(stub.GetRotationStatus, status) in _PRECISE
+    # At least ~32 years: keep the fleet out of it (nobody is that old), any value above.
+    every = rotation_pb2.RequestRotationAllRequest(
+        older_than_seconds=max(older, 10**9), reason="x"
+    )
+    assert _code(stub.RequestRotationAll, every) in _PRECISE
+    one = rotation_pb2.RequestRotationRequest(did=did)
+    assert _code(stub.RequestRotation, one) in _PRECISE

@@ -392,8 +392,10 @@ def parse_campaign_id(text: str) -> tuple[int, int]:
     first_text, sep, last_text = text.partition("-")
     if not sep or not first_text.isdigit() or not last_text.isdigit():
         raise invalid("campaign_id", f"{text[:40]!r} is not a campaign id (FIRST-LAST)")
+    if len(first_text) > 19 or len(last_text) > 19:
+        raise invalid("campaign_id", f"{text[:40]!r} is not a campaign id (FIRST-LAST)")
     first, last = int(first_text), int(last_text)
-    if not 0 < first <= last or last - first >= 10_000_000:
+    if not 0 < first <= last < 2**63 or last - first >= 10_000_000:
         raise invalid("campaign_id", f"{text[:40]!r} is not a campaign id (FIRST-LAST)")
     return first, last
 

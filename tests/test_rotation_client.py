@@ -36,7 +36,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegist
 def operator(registry: RunningRegistry) -> OperatorClient:
     return OperatorClient(
         registry.address,
-        tls=TLSConfig(registry.bundle_pem, registry.operator_cert, registry.operator_key),
+        # The current bundle (a test may have rotated the CA).
+        tls=TLSConfig(
+            registry.server.bundle_path.read_bytes(), registry.operator_cert, registry.operator_key
+        ),
         mtls_registry=registry.mtls_address,
     )
 
@@ -47,7 +50,7 @@ def agent(registry: RunningRegistry, directory: Path, age: timedelta | None = No
         key = IdentityKey.generate()
         save_identity(directory, key, history=KeyHistory.incept(key, datetime.now(UTC) - age))
     client = AgentClient(
-        registry.address, directory, registry.bundle_pem,
+        registry.address, directory, registry.server.bundle_path.read_bytes(),
         mtls_registry=registry.mtls_address, **options,
     )
     client.register(registry.join_token("rotation/client"))
@@ -210,6 +213,44 @@ def _wait_watch(rotator: CredentialRotator) -> None:
         time.sleep(0.02)
 
 
+def test_async_client_rotates(registry: RunningRegistry, tmp_path: Path) -> None:
+    import asyncio
+
+    from mesh.client import AsyncAgentClient
+
+    async def scenario() -> None:
+        directory = tmp_path / "aio"
+        key = IdentityKey.generate()
+        save_identity(directory, key,
+                      history=KeyHistory.incept(key, datetime.now(UTC) - timedelta(days=44)))
+        async with AsyncAgentClient(
+            registry.address, directory, registry.server.bundle_path.read_bytes(),
+            mtls_registry=registry.mtls_address,
+        ) as client:
+            await client.register(registry.join_token("rotation/aio"))
+            result = await client.rotate_key()
+            assert result.rotated and result.previous_kid == key.kid
+            assert load_identity(directory).kid == result.kid
+            assert registry_kid(registry, client.info.did) == result.kid
+            # Past the hard limit, renewal rotates first (as the sync client does).
+            with registry.store.transaction() as tx:
+                from sqlalchemy import update
+
+                from registry.store.schema import AgentKey
+
+                tx.unit.execute(
+                    update(AgentKey.__table__)
+                    .where(AgentKey.__table__.c.kid == result.kid)
+                    .values(valid_from=datetime.now(UTC) - timedelta(days=46))
+                )
+            with pytest.raises(FailedPrecondition, match="key rotation required"):
+                await client.renew()
+            await client._renew_or_reregister()
+            assert load_identity(directory).kid != result.kid
+
+    asyncio.run(scenario())
+
+
 # -- the CLI, through the installed `mesh` script ---------------------------------------------
 
 
@@ -279,6 +320,7 @@ def test_cli_rotate_all(registry: RunningRegistry, tmp_path: Path) -> None:
 
 
 def test_cli_ca(registry: RunningRegistry, tmp_path: Path) -> None:
+    # Last in this module: it rotates the registry's CA under the fixture's bundle.
     status = json.loads(mesh("ca", "status", "--json", *op_args(registry), cwd=tmp_path).stdout)
     states = sorted((a["kind"], a["state"]) for a in status["authorities"])
     assert ("jwt", "active") in states and ("x509", "active") in states
@@ -294,39 +336,3 @@ def test_cli_ca(registry: RunningRegistry, tmp_path: Path) -> None:
     assert sum(a["state"] == "retired" for a in forced["authorities"]) == 2
     assert sum(a["state"] == "active" for a in forced["authorities"]) == 2
 
-
-def test_async_client_rotates(registry: RunningRegistry, tmp_path: Path) -> None:
-    import asyncio
-
-    from mesh.client import AsyncAgentClient
-
-    async def scenario() -> None:
-        directory = tmp_path / "aio"
-        key = IdentityKey.generate()
-        save_identity(directory, key,
-                      history=KeyHistory.incept(key, datetime.now(UTC) - timedelta(days=44)))
-        async with AsyncAgentClient(
-            registry.address, directory, registry.bundle_pem, mtls_registry=registry.mtls_address
-        ) as client:
-            await client.register(registry.join_token("rotation/aio"))
-            result = await client.rotate_key()
-            assert result.rotated and result.previous_kid == key.kid
-            assert load_identity(directory).kid == result.kid
-            assert registry_kid(registry, client.info.did) == result.kid
-            # Past the hard limit, renewal rotates first (as the sync client does).
-            with registry.store.transaction() as tx:
-                from sqlalchemy import update
-
-                from registry.store.schema import AgentKey
-
-                tx.unit.execute(
-                    update(AgentKey.__table__)
-                    .where(AgentKey.__table__.c.kid == result.kid)
-                    .values(valid_from=datetime.now(UTC) - timedelta(days=46))
-                )
-            with pytest.raises(FailedPrecondition, match="key rotation required"):
-                await client.renew()
-            await client._renew_or_reregister()
-            assert load_identity(directory).kid != result.kid
-
-    asyncio.run(scenario())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.timestamp_pb2 import Timestamp  # type: ignore[import-untyped]
 
 from mesh.v1 import rotation_pb2, rotation_pb2_grpc, types_pb2
 from registry.auth import Authenticator, PrincipalKind

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
@@ -41,7 +42,7 @@ from mesh.client.renewal import DEFAULT_JITTER
 from mesh.client.rotation_types import KeyRotation
 from mesh.client.types import JWTSVID, Registration, TrustBundle
 from mesh.errors import MeshError
-from mesh.rotation import ROTATION_REQUIRED
+from mesh.rotation import ROTATION_REQUIRED, RotatingSigner
 from mesh.svid import X509SVID
 from mesh.v1 import (
     agents_pb2,
@@ -120,6 +121,8 @@ class AgentClient(AgentCore):
         # Key rotation: one at a time, never holding up renewal or JWT-SVID calls.
         self._rotation_lock = threading.Lock()
         self._on_key_rotated = on_key_rotated
+        self._signer: RotatingSigner | None = None
+        self._signer_lock = threading.Lock()
         self._on_bundle_changed = on_bundle_changed
         # Rotate by itself when the registry refuses an SVID until the key is rotated.
         self.auto_rotate = auto_rotate
@@ -229,6 +232,7 @@ class AgentClient(AgentCore):
             if pending is not None and pending.at <= self._clock():
                 held = self._registry_kid()
                 if held == pending.key.kid:
+                    self._adopt_key(pending)
                     key_rotation.commit(self.dir, pending, self._passphrase)
                     return self._key_rotated(pending, rotated=False)
                 if held is not None:
@@ -243,8 +247,29 @@ class AgentClient(AgentCore):
                 key_rotation.abandon(self.dir)
                 raise
             key_rotation.check_accepted(pending, response.current_key.kid)
+            self._adopt_key(pending)
+            # The old key signs until the rotation time: only then does the directory's key
+            # change, so whoever reads identity.key always gets the key that signs now.
+            time.sleep(key_rotation.settle_seconds(pending, self._clock()))
             key_rotation.commit(self.dir, pending, self._passphrase)
             return self._key_rotated(pending, rotated=bool(response.rotated))
+
+    def signer(self) -> RotatingSigner:
+        """A signer for this agent's messages that follows its key rotations.
+
+        It signs with the old key until a rotation's time and with the new key
+        from then on (see :class:`mesh.rotation.RotatingSigner`).
+        """
+        with self._signer_lock:
+            if self._signer is None:
+                key, history = key_rotation.current(self.dir, self._passphrase)
+                self._signer = RotatingSigner(key, history, clock=self._clock)
+            return self._signer
+
+    def _adopt_key(self, pending: key_rotation.PendingRotation) -> None:
+        with self._signer_lock:
+            if self._signer is not None:
+                self._signer.adopt(pending.key, pending.history)
 
     def _key_rotated(self, pending: key_rotation.PendingRotation, *, rotated: bool) -> KeyRotation:
         result = KeyRotation(

@@ -229,6 +229,8 @@ class AsyncAgentClient(AgentCore):
                 await asyncio.to_thread(key_rotation.abandon, self.dir)
                 raise
             key_rotation.check_accepted(pending, response.current_key.kid)
+            # As the sync client: the directory's key changes at the rotation time.
+            await asyncio.sleep(key_rotation.settle_seconds(pending, self._clock()))
             await asyncio.to_thread(key_rotation.commit, self.dir, pending, self._passphrase)
             return self._key_rotated(pending, rotated=bool(response.rotated))
 

@@ -118,6 +118,11 @@ def commit(directory: AgentDir, pending: PendingRotation, passphrase: bytes | No
         (directory.path / PENDING_HISTORY_FILE).unlink()
 
 
+def settle_seconds(pending: PendingRotation, now: datetime) -> float:
+    """How long until the rotation time (0 if passed; bounded by the lead it was made with)."""
+    return min(max(0.0, (pending.at - now).total_seconds()), 10.0)
+
+
 def abandon(directory: AgentDir) -> None:
     """Drop a pending rotation the registry refused (or that can no longer be used)."""
     for name in (PENDING_HISTORY_FILE, PENDING_KEY_FILE):
@@ -144,4 +149,5 @@ __all__ = [
     "current",
     "load_pending",
     "prepare",
+    "settle_seconds",
 ]

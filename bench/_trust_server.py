@@ -44,13 +44,14 @@ def did_of(i: int) -> str:
     return "did:mesh:" + base58.b58encode(digest).decode()
 
 
-def populate(data_dir: Path, n: int) -> list[str]:
-    """Migrate a fresh SQLite store in ``data_dir`` and insert ``n`` active agents."""
+def populate(data_dir: Path, n: int, database_url: str | None = None) -> list[str]:
+    """Migrate a fresh store (SQLite in ``data_dir``, or ``database_url``) and insert
+    ``n`` active agents."""
     from registry.store import open_store
     from registry.store.schema import Agent, AgentKey, TrustState
 
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = open_store(None, data_dir)
+    store = open_store(database_url, data_dir)
     store.upgrade()
     now = datetime.now(UTC) - timedelta(minutes=5)
     dids = [did_of(i + 1) for i in range(n)]
@@ -109,13 +110,16 @@ class Server:
             "MESH_TRUST_RECOMPUTE_INTERVAL_SECONDS": str(recompute_interval),
             "MESH_WORKER_THREADS": "8",
         }
+        # Logs to a file: an unread pipe would fill and stall the server.
+        self.log_path = data_dir.parent / "server.log"
+        self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command, env=env, stdout=subprocess.DEVNULL, stderr=self._log
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                errors = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                errors = self.log_path.read_text(errors="replace")
                 raise SystemExit(f"mesh serve exited: {errors}")
             if (data_dir / "operator" / "operator.pem").exists():
                 try:
@@ -165,6 +169,7 @@ class Server:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self._log.close()
 
 
 def write_tls(tls: TLSConfig, directory: Path) -> None:

@@ -69,6 +69,11 @@ class Config:
     replica_key_env: str = "MESH_REPLICA_KEY"
     # Health checks of the database (NOT_SERVING while it is unreachable).
     health_check_interval_seconds: float = 1.0
+    # PostgreSQL connections per replica: a pool of this many, plus up to the overflow
+    # under bursts, plus two dedicated ones (leader lock, LISTEN). Keep
+    # replicas x (pool + overflow + 2) below the server's max_connections.
+    database_pool_size: int = 10
+    database_max_overflow: int = 20
 
     @property
     def effective_mtls_listen(self) -> str:
@@ -205,10 +210,14 @@ def validate(config: Config) -> None:
         "join_token_max_ttl_seconds",
         "serving_cert_ttl_seconds",
         "worker_threads",
+        "database_pool_size",
+        "health_check_interval_seconds",
     )
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
+    if config.database_max_overflow < 0:
+        raise ConfigError("database_max_overflow must be 0 or positive")
     if config.trust_recompute_interval_seconds <= 0:
         raise ConfigError("trust_recompute_interval_seconds must be positive")
     if config.event_retention_seconds < 0:

@@ -328,7 +328,11 @@ class RegistryServer:
         self.store = open_store(
             config.database_url or None,
             config.data_dir,
-            options=StoreOptions(sqlite_synchronous=config.sqlite_synchronous.upper()),
+            options=StoreOptions(
+                sqlite_synchronous=config.sqlite_synchronous.upper(),
+                pool_size=config.database_pool_size if self._postgres() else None,
+                max_overflow=config.database_max_overflow if self._postgres() else None,
+            ),
         )
         self.store.upgrade()
         self.replication = Replication(self.store, config.data_dir, replica_key(config))
@@ -341,6 +345,9 @@ class RegistryServer:
             self._challenge_key = load_or_create_key(config.data_dir / CHALLENGE_KEY)
             self.operator = self._ensure_operator()
         self._issue_serving_certificate()
+
+    def _postgres(self) -> bool:
+        return self.config.database_url.split(":", 1)[0].startswith("postgres")
 
     def _issue_serving_certificate(self) -> None:
         assert self.ca is not None

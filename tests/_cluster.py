@@ -165,6 +165,9 @@ class Cluster:
             "MESH_WORKER_THREADS": "8",
             "MESH_TRUST_RECOMPUTE_INTERVAL_SECONDS": "1",
             "MESH_GRACE_SECONDS": "5",
+            # Good neighbours on a shared PostgreSQL (max_connections 100).
+            "MESH_DATABASE_POOL_SIZE": "8",
+            "MESH_DATABASE_MAX_OVERFLOW": "8",
         })
         env.update(extra_env or {})
         self.env = env
@@ -175,11 +178,16 @@ class Cluster:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self, timeout: float = 90.0) -> Cluster:
+    def create_database(self) -> None:
         import psycopg
 
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.database}"')
+
+    def start(self, timeout: float = 90.0, *, create_database: bool = True) -> Cluster:
+        """Start every replica (creating the database first unless told it exists)."""
+        if create_database:
+            self.create_database()
         for replica in self.replicas:
             replica.data_dir.parent.mkdir(parents=True, exist_ok=True)
         # Replica 1 first: it creates the CA and becomes the leader (tests rely on

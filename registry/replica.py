@@ -126,7 +126,8 @@ def pack(data_dir: Path) -> tuple[int, bytes]:
         if name == ".lock" or name.endswith(".tmp") or not path.exists():
             continue
         relative = str(path.relative_to(data_dir))
-        files[relative] = [path.stat().st_mode & 0o777, base64.b64encode(path.read_bytes()).decode()]
+        content = base64.b64encode(path.read_bytes()).decode()
+        files[relative] = [path.stat().st_mode & 0o777, content]
     manifest = json.loads(base64.b64decode(files["ca/manifest.json"][1]))
     return int(manifest["sequence"]), json.dumps(files, sort_keys=True).encode()
 
@@ -146,7 +147,7 @@ def unpack(data_dir: Path, payload: bytes) -> int:
             mode, content = files[relative]
             target = (data_dir / relative).resolve()
             if data_dir.resolve() not in target.parents:
-                raise ReplicaKeyError(f"the shared secrets name a path outside the data dir: {relative}")
+                raise ReplicaKeyError(f"the shared secrets name a path outside: {relative}")
             atomic_write(target, base64.b64decode(content), mode=int(mode))
         wanted = {data_dir / name for name in files}
         for stale in (data_dir / "ca").iterdir():
@@ -192,6 +193,7 @@ class Replication:
         self._stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self._ca: Any = None
+        self._on_ca_change: Callable[[], None] | None = None
         #: CA sequence last seen in the database (pushed or pulled).
         self.version = 0
 
@@ -242,6 +244,7 @@ class Replication:
         if self.key is None or self._ca is None:
             return None
         ca = self._ca
+        changed = False
         with self.store.engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SECRETS_KEY})
             stored = conn.execute(
@@ -266,18 +269,24 @@ class Replication:
                     text("SELECT sealed FROM replica_secrets WHERE name = :n"), {"n": SECRETS_ROW}
                 ).scalar_one()
                 self.version = unpack(self.data_dir, unseal(self.key, bytes(sealed)))
-                ca.reload()
+                changed = ca.reload()
                 _log.info("replica.ca_pulled", ca_sequence=self.version)
-                return "pulled"
-        return None
+        if changed and self._on_ca_change is not None:
+            self._on_ca_change()
+        return "pulled" if changed else None
 
     # -- running ---------------------------------------------------------------------------
 
-    def start(self, *, ca: Any, wake: Callable[[], None]) -> None:
-        """Start the leader election, the LISTEN connection and the CA sync."""
+    def start(
+        self, *, ca: Any, wake: Callable[[], None], on_ca_change: Callable[[], None] | None = None
+    ) -> None:
+        """Start the leader election, the LISTEN connection and the CA sync
+        (``on_ca_change`` runs after a pulled CA was loaded, e.g. to re-issue the
+        serving certificate and trust the new anchors at once)."""
         if not self.enabled:
             return
         self._ca = ca
+        self._on_ca_change = on_ca_change
         conninfo = postgres_conninfo(self.store)
         self.leadership = Leadership(conninfo)
         self.leadership.start()

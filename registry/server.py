@@ -194,7 +194,9 @@ class RegistryServer:
         hub = self.hub
         self._unlisten = self.store.add_commit_listener(lambda _seq: hub.notify())
         assert self.replication is not None
-        self.replication.start(ca=self.ca, wake=hub.notify)
+        self.replication.start(
+            ca=self.ca, wake=hub.notify, on_ca_change=self._issue_serving_certificate
+        )
         trust_pb2_grpc.add_TrustServiceServicer_to_server(
             TrustService(runtime, self.recomputer), server
         )

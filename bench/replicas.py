@@ -223,14 +223,18 @@ def demotions(cluster: Cluster, dids: list[str], creds: Path, subscribers: Subsc
     time.sleep(1.0)
 
 
-def warm_up(cluster: Cluster, did: str) -> int:
-    """One ring change before the subscribers start; its sequence."""
+def warm_up(cluster: Cluster, dids: list[str]) -> int:
+    """Ring changes before the subscribers start; the last one's sequence (at least 2,
+    so that ``from_sequence = seq - 1`` never asks for a full snapshot)."""
     first = cluster.first
     with TrustClient(
         first.address, tls=cluster.operator_tls(), mtls_registry=first.mtls_address
     ) as client:
-        client.grant_ring(did, 3, "bench warm-up")
-    return int(cluster.query("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+        for did in dids:
+            client.grant_ring(did, 3, "bench warm-up")
+    seq = int(cluster.query("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+    assert seq >= 2, seq
+    return seq
 
 
 def one_configuration(root: Path, size: int) -> dict[str, Any]:
@@ -246,7 +250,7 @@ def one_configuration(root: Path, size: int) -> dict[str, Any]:
             client.recompute(everything=True)
         creds = cluster.principal("enforcer", root / f"enforcer{size}")
         subscribers = Subscribers(cluster, creds, PROPAGATION_SUBSCRIBERS)
-        subscribers.start(warm_up(cluster, dids[-1]))
+        subscribers.start(warm_up(cluster, dids[-2:]))
         note("subscribers live")
         demotions(cluster, dids[:DEMOTIONS], creds, subscribers)
         note("demotions done")
@@ -280,10 +284,10 @@ def memory(root: Path) -> dict[str, Any]:
             cluster.first.address, tls=cluster.operator_tls(),
             mtls_registry=cluster.first.mtls_address,
         ) as client:
-            client.recompute([*dids[:RSS_DEMOTIONS], dids[-1]])
+            client.recompute([*dids[:RSS_DEMOTIONS], *dids[-2:]])
         creds = cluster.principal("enforcer", root / "enforcer-rss")
         subscribers = Subscribers(cluster, creds, RSS_SUBSCRIBERS, snapshots=3)
-        subscribers.start(warm_up(cluster, dids[-1]))
+        subscribers.start(warm_up(cluster, dids[-2:]))
         note(f"{RSS_SUBSCRIBERS} subscribers live")
         demotions(cluster, dids[:RSS_DEMOTIONS], creds, subscribers)
         peaks = [_peak_mb(r.pid) for r in cluster.replicas]

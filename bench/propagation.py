@@ -61,9 +61,10 @@ async def main():
         got = 0
         async for item in call:
             now = time.time()
-            if item.WhichOneof("item") != "event":
-                continue  # from_sequence 0: the snapshot comes first
-            if got == 0:
+            kind = item.WhichOneof("item")
+            if kind in ("snapshot", "snapshot_batch"):
+                continue  # from_sequence 0: a snapshot first, holding the warm-up
+            if got == 0:  # the warm-up event, or the snapshot that already holds it
                 warm[0] += 1
                 if warm[0] == n:
                     ready.set()

@@ -148,7 +148,8 @@ def test_three_replicas_share_registrations_demotions_and_the_scheduler(
         # No manual recompute this time: only the new leader's schedule can demote it.
         with seen:
             assert seen.wait_for(lambda: dids[1] in demoted, 30)
-        assert _logged(successor, "trust.recomputed")
+        # (The run logs after its transaction committed: give the line a moment.)
+        assert wait_until(lambda: _logged(successor, "trust.recomputed"), 15)
 
     # Only replicas that held the leader lock ever ran a scheduled recompute.
     for replica in cluster.replicas:

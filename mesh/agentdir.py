@@ -19,16 +19,15 @@ leaf, and should read again (``X509SVID.load`` reports the mismatch).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mesh._internal import files
 from mesh.errors import MeshError
 from mesh.keys.keyfile import KEY_HISTORY_FILE, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE
 
@@ -161,10 +160,9 @@ class AgentDir:
     def write_svid(self, chain_pem: bytes, key_pem: bytes) -> None:
         """Replace the SVID: key first (0600), then the chain (see the module notes)."""
         self.ensure()
-        _atomic_write(self.svid_key, key_pem, PRIVATE_MODE, sync_directory=False)
-        _atomic_write(self.svid, chain_pem, PUBLIC_MODE, sync_directory=False)
+        _atomic_write(self.svid_key, key_pem, PRIVATE_MODE)
+        _atomic_write(self.svid, chain_pem, PUBLIC_MODE)
         # One directory fsync makes both renames durable.
-        _fsync_directory(self.path)
 
     def write_bundle(self, pem: bytes) -> None:
         """Replace ``bundle.0.pem`` unless it already holds exactly ``pem``."""
@@ -211,40 +209,11 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     _atomic_write(path, data, PUBLIC_MODE)
 
 
-def _atomic_write(path: Path, data: bytes, mode: int, *, sync_directory: bool = True) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
     try:
-        fd = os.open(tmp, flags, mode)
-        try:
-            os.fchmod(fd, mode)  # exactly this mode, whatever the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        if sync_directory:
-            _fsync_directory(path.parent)
+        files.atomic_write(path, data, mode)
     except OSError as exc:
         raise AgentDirError(f"cannot write {path}: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # not every file system can fsync a directory; the rename is atomic regardless
-    finally:
-        os.close(fd)
 
 
 def _read(path: Path, *, private: bool, missing: Callable[[Path], AgentDirError]) -> bytes:

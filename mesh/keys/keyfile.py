@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import os
 import re
-import secrets
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from mesh._internal import files
 from mesh.ed25519 import PUBLIC_KEY_SIZE, check_public_key
 from mesh.errors import KeyFileError
 from mesh.keys.identity_key import IdentityKey
@@ -343,7 +342,7 @@ def load_identity(
 
 def _finish_rotation(directory: Path, pending: Path, key: IdentityKey) -> None:
     os.replace(pending, directory / PRIVATE_KEY_FILE)
-    _fsync_directory(directory)
+    files.fsync_directory(directory)
     write_public_key(directory / PUBLIC_KEY_FILE, key.public_key, overwrite=True)
 
 
@@ -364,28 +363,9 @@ def _make_directory(directory: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes, mode: int, *, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` with ``mode`` through a same-directory temporary file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    """Write ``data`` to ``path`` with ``mode`` crash-safely; refuse to replace it unless told."""
     try:
-        fd = os.open(tmp, flags, mode)
-    except OSError as exc:
-        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        try:
-            # The umask can only clear bits; set the exact mode (never more than asked).
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            _link_no_replace(tmp, path)
-        _fsync_directory(path.parent)
+        files.atomic_write(path, data, mode, overwrite=overwrite)
     except FileExistsError:
         raise KeyFileError(
             f"{path} already exists; refusing to overwrite it",
@@ -393,35 +373,6 @@ def atomic_write(path: Path, data: bytes, mode: int, *, overwrite: bool) -> None
         ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _link_no_replace(tmp: Path, path: Path) -> None:
-    """Move ``tmp`` to ``path`` unless ``path`` exists (atomic where hard links work)."""
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise
-    except OSError:
-        # No hard links on this file system: check, then rename (a small race, not a leak).
-        if path.exists():
-            raise FileExistsError(str(path)) from None
-        os.replace(tmp, path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the rename itself is still atomic
-    finally:
-        os.close(fd)
 
 
 def _read_checked(path: Path, *, private: bool, limit: int = _MAX_KEY_FILE_BYTES) -> bytes:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
+from mesh._internal import files
 from registry.ca.errors import CAKeyStoreError
 
 
@@ -34,44 +33,9 @@ def ensure_private_dir(path: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never half.
-
-    The temporary file is created with ``mode`` from the start (O_EXCL), so a
-    private key is never world-readable, not even for an instant.
-    """
-    # A random name: concurrent writers (threads or processes) never share a temp file.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        # The umask may have narrowed ``mode``; set it exactly (it only ever narrows).
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    # Make the rename itself durable; not every platform allows opening a directory.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half;
+    a private key is never readable by others, not even for an instant."""
+    files.atomic_write(path, data, mode)
 
 
 def read_private_file(path: Path) -> bytes:

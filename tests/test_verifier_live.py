@@ -137,16 +137,25 @@ def test_the_peer_verification_example_runs(registry: RunningRegistry) -> None:
     example = Path(__file__).resolve().parent.parent / "examples" / "peer_verification.py"
     result = subprocess.run(
         [
-            sys.executable, str(example), "--registry", registry.address,
-            "--registry-mtls", registry.mtls_address, "--data-dir", str(registry.config.data_dir),
+            sys.executable,
+            str(example),
+            "--registry",
+            registry.address,
+            "--registry-mtls",
+            registry.mtls_address,
+            "--data-dir",
+            str(registry.config.data_dir),
         ],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any("bob accepted" in line and "hello bob" in line for line in lines)
     assert any("bob REFUSED: Replayed" in line for line in lines)
-    after = lines[next(i for i, line in enumerate(lines) if "after the revocation" in line):]
+    after = lines[next(i for i, line in enumerate(lines) if "after the revocation" in line) :]
     assert any("bob REFUSED: RevokedKey" in line for line in after)
 
 
@@ -235,10 +244,13 @@ def test_a_compromised_key_is_refused_from_its_time_on(registry: RunningRegistry
         keys.stop()
 
 
-def test_an_agent_credential_does_not_watch_by_default(registry: RunningRegistry) -> None:
+def test_an_agent_credential_follows_its_peers_identity_events(
+    registry: RunningRegistry,
+) -> None:
     agent = registry.register("peer/agent-watch")
     key_pem = agent.tls_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     as_agent = PeerVerifier.connect(
@@ -249,8 +261,13 @@ def test_an_agent_credential_does_not_watch_by_default(registry: RunningRegistry
     as_enforcer = PeerVerifier.connect(
         registry.address, tls=enforcer_tls(registry), mtls_registry=registry.mtls_address
     )
-    assert as_agent._subscription is None
+    assert as_agent._subscription is not None
     assert as_enforcer._subscription is not None
+    as_agent.start()
+    try:
+        assert as_agent.wait_synced(20)
+    finally:
+        as_agent.stop()
     # The agent's verifier still resolves through the registry with its SVID.
     verifier = Verifier(as_agent, audience=ME)
     verifier.verify(sign_message(agent.identity, agent.did, "t", b"x", ME))

@@ -135,7 +135,9 @@ def test_snapshot_then_live_registration(registry: RunningRegistry) -> None:
     assert not enforcer.allowed("did:mesh:unknown", 3)
 
 
-def test_agents_watch_only_themselves(registry: RunningRegistry) -> None:
+def test_agents_watch_themselves_fully_and_peers_identity_only(
+    registry: RunningRegistry,
+) -> None:
     agent = registry.register("watch/self")
     other = registry.register("watch/other")
     stream = watch(agent.channel())
@@ -146,6 +148,24 @@ def test_agents_watch_only_themselves(registry: RunningRegistry) -> None:
     with pytest.raises(grpc.RpcError) as err:
         next(watch(agent.channel(), agent_dids=[other.did]))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as err:
+        next(
+            watch(
+                agent.channel(), agent_dids=[other.did], types=[events_pb2.EVENT_TYPE_RING_CHANGED]
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # A peer's identity events are allowed, with its trust left out (sandbox ring, no score).
+    peers = watch(
+        agent.channel(),
+        agent_dids=[other.did],
+        types=[events_pb2.EVENT_TYPE_AGENT_REVOKED, events_pb2.EVENT_TYPE_KEY_ROTATED],
+    )
+    seen = next(peers).snapshot
+    assert seen.did == other.did and seen.current_kid
+    assert (seen.has_score, seen.tier, seen.effective_ring) == (False, "", 3)
+    assert next(peers).WhichOneof("item") == "snapshot_done"
+    peers.cancel()
     reporter = principal(registry, "reporter", f"r-{next(_names)}")
     with pytest.raises(grpc.RpcError) as err:
         next(watch(reporter))

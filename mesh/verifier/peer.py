@@ -158,14 +158,14 @@ class PeerVerifier:
     ) -> PeerVerifier:
         """A verifier resolving through the registry at ``registry`` over mutual TLS.
 
-        With ``watch`` it follows the event stream (call :meth:`start`). Watching
-        every agent needs an enforcer or operator credential; an agent may watch
-        only itself, so by default (``watch=None``) an agent's X.509-SVID does
-        not watch, and its cache is refreshed by age (``max_staleness``).
+        With ``watch`` (the default) it follows the event stream (call
+        :meth:`start`): an enforcer or operator credential sees every event, an
+        agent's X.509-SVID sees its peers' identity events (all the verifier
+        needs). Without it the cache is refreshed by age (``max_staleness``).
         ``options`` are the constructor's keyword arguments.
         """
         if watch is None:
-            watch = not _is_agent_credential(tls)
+            watch = True
         source = RegistrySource.connect(registry, tls=tls, mtls_registry=mtls_registry)
         return cls(source, watch=source.watch_channel if watch else None, **options)
 
@@ -548,20 +548,6 @@ class _Follower:
         self._v._go_down()
         log.info("peer verifier: event stream down (%s); answering from the cache", reason)
 
-
-def _is_agent_credential(tls: TLSConfig) -> bool:
-    """True when the client certificate is an agent's X.509-SVID (``spiffe://td/agent/...``)."""
-    from cryptography import x509
-
-    if tls.cert_chain_pem is None:
-        return False
-    try:
-        leaf = x509.load_pem_x509_certificate(tls.cert_chain_pem)
-        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except (ValueError, x509.ExtensionNotFound):
-        return False
-    uris = sans.value.get_values_for_type(x509.UniformResourceIdentifier)
-    return any(uri.startswith("spiffe://") and "/agent/" in uri for uri in uris)
 
 
 def _bounded_put(table: dict[str, float], key: str, value: float, limit: int) -> None:

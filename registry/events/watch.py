@@ -17,8 +17,12 @@ One stream, in order:
    to 2: the slow stream catches up from the table at its own pace while the
    hub and every other stream carry on.
 
-Filters (agent DIDs, event types) apply to both the snapshot and the events.
-Agents may watch only themselves; enforcers and operators may watch all.
+Filters (agent DIDs, event types) apply to both the snapshot and the events;
+registry-wide events (bundle changes) reach every stream that asks for them.
+Enforcers and operators may watch everything. An agent may watch itself
+fully, and other agents' identity events only (registration, key rotation,
+compromise, revocation, termination: what a peer verifier needs); their
+states then carry status and current key, never score, tier or ring.
 """
 
 from __future__ import annotations
@@ -41,6 +45,17 @@ from registry.status import RpcError, denied, invalid
 from registry.store.records import EventRecord
 
 MAX_AGENT_FILTER = 1000
+# What an agent may follow about its peers.
+IDENTITY_TYPES = frozenset(
+    {
+        events_pb2.EVENT_TYPE_AGENT_REGISTERED,
+        events_pb2.EVENT_TYPE_KEY_ROTATED,
+        events_pb2.EVENT_TYPE_AGENT_REVOKED,
+        events_pb2.EVENT_TYPE_AGENT_TERMINATED,
+        events_pb2.EVENT_TYPE_KEY_COMPROMISED,
+        events_pb2.EVENT_TYPE_BUNDLE_CHANGED,
+    }
+)
 CATCH_UP_BATCH = 1000
 SNAPSHOT_BATCH = 1000
 
@@ -69,18 +84,24 @@ class EventService(events_pb2_grpc.EventServiceServicer):
     async def Watch(
         self, request: events_pb2.WatchRequest, context: Any
     ) -> AsyncIterator[events_pb2.WatchResponse]:
-        dids, types = self._filters(request)
+        dids, types, redact = self._filters(request)
         did_set = frozenset(dids)
         type_set = frozenset(types)
 
         def matches(agent_did: str | None, wire_type: int) -> bool:
-            if did_set and agent_did not in did_set:
+            # Registry-wide events (no agent) belong to every stream.
+            if did_set and agent_did and agent_did not in did_set:
                 return False
             return not type_set or wire_type in type_set
+
+        def out(response: events_pb2.WatchResponse) -> events_pb2.WatchResponse:
+            return _redacted(response) if redact else response
 
         position = int(request.from_sequence)
         if position == 0:
             rows, position = await self._rt.run(self._snapshot, dids or None)
+            if redact:
+                rows = [_identity_only(row) for row in rows]
             if request.batch_snapshot:
                 # One message per SNAPSHOT_BATCH states: a stream's cost is per message.
                 for start in range(0, len(rows), SNAPSHOT_BATCH):
@@ -92,9 +113,7 @@ class EventService(events_pb2_grpc.EventServiceServicer):
             else:
                 for row in rows:
                     yield events_pb2.WatchResponse(snapshot=row)
-            yield events_pb2.WatchResponse(
-                snapshot_done=events_pb2.SnapshotDone(sequence=position)
-            )
+            yield events_pb2.WatchResponse(snapshot_done=events_pb2.SnapshotDone(sequence=position))
         else:
             await self._rt.run(self._check_resumable, position)
         hub = self._hub
@@ -107,7 +126,7 @@ class EventService(events_pb2_grpc.EventServiceServicer):
                     records, position = await self._rt.run(self._catch_up, position, only)
                     for record in records:
                         if matches(record.agent_did, _wire_type(record)):
-                            yield Delivery(record).response
+                            yield out(Delivery(record).response)
                 # No await between this comparison and attach (see the module docstring).
                 if position < hub.position:
                     continue
@@ -123,11 +142,11 @@ class EventService(events_pb2_grpc.EventServiceServicer):
                     if delivery.seq <= position:
                         continue
                     position = delivery.seq
-                    yield delivery.response
+                    yield out(delivery.response)
         finally:
             hub.detach(subscriber)
 
-    def _filters(self, request: events_pb2.WatchRequest) -> tuple[list[str], list[int]]:
+    def _filters(self, request: events_pb2.WatchRequest) -> tuple[list[str], list[int], bool]:
         principal = current_principal()
         if len(request.agent_dids) > MAX_AGENT_FILTER:
             raise invalid("agent_dids", f"at most {MAX_AGENT_FILTER} agents per stream")
@@ -136,24 +155,27 @@ class EventService(events_pb2_grpc.EventServiceServicer):
             did = str(check.did(f"agent_dids[{i}]", text))
             if did not in dids:
                 dids.append(did)
-        if principal.kind is PrincipalKind.AGENT:
-            if not dids:
-                dids = [principal.did]
-            elif dids != [principal.did]:
-                raise denied(
-                    f"an agent may watch only itself ({principal.did}); enforcers and "
-                    "operators watch other agents"
-                )
         types: list[int] = []
         for i, value in enumerate(request.types):
             if value not in FROM_WIRE:
                 raise invalid(f"types[{i}]", f"unknown event type {value}")
             types.append(int(value))
-        return dids, types
+        redact = False
+        if principal.kind is PrincipalKind.AGENT and dids != [principal.did]:
+            identity_only = bool(types) and set(types) <= IDENTITY_TYPES
+            if not dids and not identity_only:
+                dids = [principal.did]  # an agent's default stream: itself
+            elif not identity_only:
+                raise denied(
+                    f"an agent may watch itself ({principal.did}) fully, and other agents' "
+                    "identity events only: name types among registered, key rotated, key "
+                    "compromised, revoked, terminated and bundle changed"
+                )
+            else:
+                redact = True
+        return dids, types, redact
 
-    def _snapshot(
-        self, dids: Sequence[str] | None
-    ) -> tuple[list[events_pb2.AgentState], int]:
+    def _snapshot(self, dids: Sequence[str] | None) -> tuple[list[events_pb2.AgentState], int]:
         with self._rt.store.read() as view:
             # One read snapshot: the rows and the sequence they reflect agree.
             sequence = view.events.latest_seq()
@@ -200,6 +222,26 @@ class EventService(events_pb2_grpc.EventServiceServicer):
             # Everything up to `latest` was scanned in this snapshot.
             return records, max(latest, position)
         return records, records[-1].seq
+
+
+def _identity_only(state: events_pb2.AgentState) -> events_pb2.AgentState:
+    """A peer's state without its trust: status and key only; the sandbox ring, fail-closed."""
+    return events_pb2.AgentState(
+        did=state.did,
+        status=state.status,
+        current_kid=state.current_kid,
+        effective_ring=3,
+        granted_ring=3,
+    )
+
+
+def _redacted(response: events_pb2.WatchResponse) -> events_pb2.WatchResponse:
+    if not response.HasField("event") or not response.event.HasField("state"):
+        return response
+    copy = events_pb2.WatchResponse()
+    copy.CopyFrom(response)
+    copy.event.state.CopyFrom(_identity_only(response.event.state))
+    return copy
 
 
 def _wire_type(record: EventRecord) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select
+from sqlalchemy import Row, Table, insert, or_, select
 
 from registry.store._internal import checks, sequence
 from registry.store._internal.unit import Unit
@@ -42,11 +42,12 @@ class EventReader:
     def since(
         self, after_seq: int, *, limit: int = 1000, agent_did: str | None = None
     ) -> list[EventRecord]:
-        """Events with seq > ``after_seq`` in seq order, at most ``limit``."""
+        """Events with seq > ``after_seq`` in seq order, at most ``limit``; with
+        ``agent_did``, that agent's events and the registry-wide ones (no agent)."""
         after_seq = checks.integer("after_seq", after_seq, 0, 2**63 - 1)
         query = select(*_COLS).where(_T.c.seq > after_seq)
         if agent_did is not None:
-            query = query.where(_T.c.agent_did == agent_did)
+            query = query.where(or_(_T.c.agent_did == agent_did, _T.c.agent_did.is_(None)))
         query = query.order_by(_T.c.seq).limit(checks.integer("limit", limit, 1, MAX_BATCH))
         return [_record(r) for r in self._unit.execute(query)]
 

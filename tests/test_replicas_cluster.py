@@ -30,14 +30,29 @@ from mesh.v1 import events_pb2, events_pb2_grpc
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, postgres_admin_url: str) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster", 3, extra_env={"MESH_TRUST_RECOMPUTE_INTERVAL_SECONDS": "2"})
+@pytest.fixture(scope="module")
+def shared_cluster(
+    tmp_path_factory: pytest.TempPathFactory, postgres_admin_url: str
+) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    c = Cluster(root, 3, extra_env={"MESH_TRUST_RECOMPUTE_INTERVAL_SECONDS": "2"})
     try:
         c.start()
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def cluster(shared_cluster: Cluster) -> Iterator[Cluster]:
+    """One cluster for the module (starting three is the slow part); a test that
+    killed or stopped a replica gets it restarted afterwards (same data dir, ports)."""
+    yield shared_cluster
+    for replica in shared_cluster.replicas:
+        if not replica.alive:
+            replica.start()
+    for replica in shared_cluster.replicas:
+        replica.wait_ready(60)
 
 
 def _register(cluster: Cluster, index: int, root: Path, token: str) -> str:
@@ -71,6 +86,7 @@ def _logged(replica: object, event: str) -> bool:
 def test_three_replicas_share_registrations_demotions_and_the_scheduler(
     cluster: Cluster, tmp_path: Path
 ) -> None:
+    # The module's first test: replica 1 started first and leads.
     assert cluster.leader().index == 1
     leaders_seen = {cluster.leader().pid}
     operator = OperatorClient(

@@ -376,10 +376,17 @@ class Leadership:
 
     def _step(self) -> None:
         if self._conn is None:
+            import psycopg
+
             self._conn = _connect(self._conninfo, self.application)
             # A leader that stops pinging (dead or frozen) is cut off, freeing the lock.
+            # (PostgreSQL 14+; before that only a dead leader's lock is freed, by TCP.)
             ms = int(self._timeout * 1000)
-            self._conn.execute(f"SET idle_session_timeout = {ms}")
+            try:
+                self._conn.execute(f"SET idle_session_timeout = {ms}")
+            except psycopg.errors.UndefinedObject:
+                _log.warning("replica.no_idle_session_timeout",
+                             hint="a frozen leader keeps the lock until its connection drops")
         if self._leader:
             self._conn.execute("SELECT 1")
             return

@@ -304,6 +304,11 @@ def memory(root: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    import signal
+
+    # A timeout (run_all) stops us with SIGTERM: unwind, so every replica is stopped
+    # and every database dropped (the replicas run in sessions of their own).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

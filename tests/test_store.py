@@ -467,7 +467,9 @@ def test_events_append_and_read(store: Store) -> None:
     ]
     assert events[1].payload == {"why": "x"} and events[1].created_at == T0
     with store.read() as view:
-        assert [e.seq for e in view.events.since(0, agent_did="did:mesh:agent1")] == [1, 3]
+        # An agent's events, and the registry-wide ones (no agent) that concern everyone.
+        assert [e.seq for e in view.events.since(0, agent_did="did:mesh:agent1")] == [1, 2, 3, 4]
+        assert [e.seq for e in view.events.since(0, agent_did="did:mesh:other")] == [2, 4]
     assert store.events_since(4) == []
     with pytest.raises(InvalidArgument):
         store.events_since(-1)

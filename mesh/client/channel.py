@@ -19,6 +19,7 @@ import asyncio
 import random
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +194,7 @@ class _Slot(Generic[C]):
         self.retired = False
 
 
-class _ChannelSet(Generic[C]):
+class _ChannelSet(ABC, Generic[C]):
     """The current channel, failover between addresses, and retiring replaced channels."""
 
     def __init__(
@@ -221,11 +222,13 @@ class _ChannelSet(Generic[C]):
     def tls(self) -> TLSConfig:
         return self._tls
 
+    @abstractmethod
     def _make(self, address: str, tls: TLSConfig) -> C:
-        raise NotImplementedError
+        """A new channel to ``address`` with ``tls`` (sync or asyncio flavour)."""
 
+    @abstractmethod
     def _dispose(self, channel: C) -> None:
-        raise NotImplementedError
+        """Close ``channel`` once nothing uses it."""
 
     def _acquire(self) -> _Slot[C]:
         with self._lock:

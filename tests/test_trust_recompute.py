@@ -17,6 +17,7 @@ from trust import (
     SuccessRate,
     compute_score,
     next_recompute_due,
+    score_and_due,
     tier_for,
 )
 
@@ -86,3 +87,14 @@ def test_score_stays_within_tolerance_and_tier_until_due(s: AgentSignals) -> Non
         later = compute_score(s, EXACT, t)
         assert abs(later.raw - start.raw) <= tolerance + 1e-6
         assert tier_for(later.value) is start.tier
+
+
+@settings(max_examples=300, deadline=None)
+@given(signals)
+def test_score_and_due_is_compute_score_and_next_recompute_due_in_one_pass(
+    s: AgentSignals,
+) -> None:
+    for policy in (P, EXACT):
+        score, due = score_and_due(s, policy, NOW)
+        assert score == compute_score(s, policy, NOW)
+        assert due == next_recompute_due(s, policy, NOW)

@@ -10,7 +10,7 @@ registry or any server-side package.
 from trust.errors import PolicyError, SignalError, TrustError, UnknownFactorError
 from trust.factors import FACTOR_NAMES, FactorValue, compute_factors
 from trust.policy import Policy, default_policy_yaml
-from trust.recompute import next_recompute_due
+from trust.recompute import next_recompute_due, score_and_due
 from trust.rings import (
     ExecutionRing,
     RingDecision,
@@ -63,6 +63,7 @@ __all__ = [
     "effective_ring",
     "next_recompute_due",
     "ring_for_score",
+    "score_and_due",
     "threshold",
     "tier_for",
 ]

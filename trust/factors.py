@@ -43,6 +43,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from trust._internal.durations import human
+from trust.kernel import Evaluation
 from trust.policy import FACTOR_NAMES, FadingFactorPolicy, Policy
 from trust.signals import AgentSignals, AuditCompleteness, ErrorBudget, SuccessRate
 
@@ -54,6 +55,8 @@ __all__ = [
     "credential_factor",
     "decay",
     "describe",
+    "evaluate_signals",
+    "factor_values",
     "fade",
     "ramp",
     "violation_factor",
@@ -112,65 +115,36 @@ def credential_factor(age_s: float, policy: Policy) -> float:
 
 def violation_factor(signals: AgentSignals, policy: Policy, now: datetime) -> float:
     """The violation-recency factor (see the module docstring)."""
-    return _violations(signals, policy, now)[0]
+    return evaluate_signals(signals, policy, now).values[2]
 
 
-def _fading(
-    name: str,
-    report: SuccessRate | ErrorBudget | AuditCompleteness | None,
-    raw: float,
-    fp: FadingFactorPolicy,
-    now: datetime,
-) -> FactorValue:
-    if report is None:
-        return FactorValue(name, fp.prior, (("prior", fp.prior),))
-    age = (now - report.observed_at).total_seconds()
-    r = ramp(raw, fp.zero_at, fp.full_at)
-    w = decay(age, fp.half_life_s)
-    value = min(1.0, max(0.0, fp.prior + (r - fp.prior) * w))
-    return FactorValue(
-        name,
-        value,
-        (
-            ("reported", raw),
-            ("source", report.source),
-            ("age_s", max(0.0, age)),
-            ("ramp", (fp.zero_at, fp.full_at, r)),
-            ("faded", 1.0 - w),
-            ("prior", fp.prior),
-        ),
+def evaluate_signals(
+    signals: AgentSignals, policy: Policy, now: datetime, *, due: bool = False
+) -> Evaluation:
+    """``signals`` at ``now`` through the policy's :class:`trust.kernel.ScoringKernel`
+    (every curve above in one pass; with ``due``, the next due time too)."""
+    kernel = policy.kernel
+    sr = signals.success_rate
+    eb = signals.error_budget_remaining
+    au = signals.audit_log_completeness
+    cred = signals.credential
+    severity = kernel.severity_weights
+    return kernel.evaluate(
+        sr.value if sr is not None else None,
+        (now - sr.observed_at).total_seconds() if sr is not None else 0.0,
+        eb.remaining if eb is not None else None,
+        (now - eb.observed_at).total_seconds() if eb is not None else 0.0,
+        au.value if au is not None else None,
+        (now - au.observed_at).total_seconds() if au is not None else 0.0,
+        [
+            (severity[v.severity.value], (now - v.occurred_at).total_seconds())
+            for v in signals.violations
+        ],
+        None if signals.observed_since is None else (now - signals.observed_since).total_seconds(),
+        None if cred is None else (now - cred.rotated_at).total_seconds(),
+        signals.terminated,
+        due,
     )
-
-
-def _violations(signals: AgentSignals, policy: Policy, now: datetime) -> tuple[float, Inputs]:
-    vp = policy.violation_recency
-    observed: float | None = None
-    if signals.observed_since is None:
-        clean = vp.clean_record_prior
-    else:
-        observed = max(0.0, (now - signals.observed_since).total_seconds())
-        clean = 1.0 - (1.0 - vp.clean_record_prior) * decay(observed, vp.clean_record_half_life_s)
-    value = clean
-    heaviest: tuple[str, float, str, float] | None = None
-    if signals.violations:
-        half_life = vp.half_life_s
-        weights = vp.severity_weights
-        worst_p = -1.0
-        for v in signals.violations:
-            age = (now - v.occurred_at).total_seconds()
-            p = weights.of(v.severity) * decay(age, half_life)
-            value *= 1.0 - p
-            if p > worst_p:
-                worst_p = p
-                heaviest = (v.severity.value, max(0.0, age), v.reason, p)
-    inputs: Inputs = (
-        ("observed_s", observed),
-        ("clean", clean),
-        ("clean_prior", vp.clean_record_prior),
-        ("violations", len(signals.violations)),
-        ("heaviest", heaviest),
-    )
-    return value, inputs
 
 
 def describe(name: str, inputs: Inputs) -> str:
@@ -213,42 +187,83 @@ def compute_factors(
     signals: AgentSignals, policy: Policy, now: datetime
 ) -> tuple[FactorValue, ...]:
     """All five factors, in :data:`FACTOR_NAMES` order."""
+    return factor_values(signals, policy, now, evaluate_signals(signals, policy, now))
+
+
+def factor_values(
+    signals: AgentSignals, policy: Policy, now: datetime, ev: Evaluation
+) -> tuple[FactorValue, ...]:
+    """The five factors of ``ev`` (an evaluation of ``signals`` at ``now``), each with
+    the inputs that made it."""
+    vp = policy.violation_recency
+    observed: float | None = None
+    if signals.observed_since is not None:
+        observed = max(0.0, (now - signals.observed_since).total_seconds())
+    heaviest: tuple[str, float, str, float] | None = None
+    if ev.heaviest >= 0:
+        v = signals.violations[ev.heaviest]
+        age = max(0.0, (now - v.occurred_at).total_seconds())
+        heaviest = (v.severity.value, age, v.reason, ev.heaviest_penalty)
+    violation_inputs: Inputs = (
+        ("observed_s", observed),
+        ("clean", ev.clean),
+        ("clean_prior", vp.clean_record_prior),
+        ("violations", len(signals.violations)),
+        ("heaviest", heaviest),
+    )
+    cred = signals.credential
+    c = policy.credential_age
+    credential_inputs: Inputs = (("prior", c.prior),)
+    if cred is not None:
+        credential_inputs = (
+            ("age_s", max(0.0, (now - cred.rotated_at).total_seconds())),
+            ("source", cred.source),
+            ("limits_s", (c.soft_limit_s, c.hard_limit_s)),
+            ("floor", c.floor),
+        )
     sr = signals.success_rate
     eb = signals.error_budget_remaining
     au = signals.audit_log_completeness
-    violation, violation_inputs = _violations(signals, policy, now)
-    cred = signals.credential
-    c = policy.credential_age
-    if cred is None:
-        credential = FactorValue("credential_age", c.prior, (("prior", c.prior),))
-    else:
-        age = max(0.0, (now - cred.rotated_at).total_seconds())
-        credential = FactorValue(
-            "credential_age",
-            credential_factor(age, policy),
-            (
-                ("age_s", age),
-                ("source", cred.source),
-                ("limits_s", (c.soft_limit_s, c.hard_limit_s)),
-                ("floor", c.floor),
-            ),
-        )
+    values, ramps, decays = ev.values, ev.ramps, ev.decays
     return (
-        _fading("success_rate", sr, sr.value if sr else 0.0, policy.success_rate, now),
-        _fading(
+        FactorValue(
+            "success_rate",
+            values[0],
+            _fading_inputs(sr, sr.value if sr else 0.0, policy.success_rate, ramps[0], decays[0],
+                           now),
+        ),
+        FactorValue(
             "error_budget_remaining",
-            eb,
-            eb.remaining if eb else 0.0,
-            policy.error_budget_remaining,
-            now,
+            values[1],
+            _fading_inputs(eb, eb.remaining if eb else 0.0, policy.error_budget_remaining,
+                           ramps[1], decays[1], now),
         ),
-        FactorValue("violation_recency", violation, violation_inputs),
-        credential,
-        _fading(
+        FactorValue("violation_recency", values[2], violation_inputs),
+        FactorValue("credential_age", values[3], credential_inputs),
+        FactorValue(
             "audit_log_completeness",
-            au,
-            au.value if au else 0.0,
-            policy.audit_log_completeness,
-            now,
+            values[4],
+            _fading_inputs(au, au.value if au else 0.0, policy.audit_log_completeness, ramps[2],
+                           decays[2], now),
         ),
+    )
+
+
+def _fading_inputs(
+    report: SuccessRate | ErrorBudget | AuditCompleteness | None,
+    raw: float,
+    fp: FadingFactorPolicy,
+    ramped: float | None,
+    decayed: float | None,
+    now: datetime,
+) -> Inputs:
+    if report is None or ramped is None or decayed is None:
+        return (("prior", fp.prior),)
+    return (
+        ("reported", raw),
+        ("source", report.source),
+        ("age_s", max(0.0, (now - report.observed_at).total_seconds())),
+        ("ramp", (fp.zero_at, fp.full_at, ramped)),
+        ("faded", 1.0 - decayed),
+        ("prior", fp.prior),
     )

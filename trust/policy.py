@@ -26,6 +26,7 @@ import yaml
 from trust._internal.durations import DURATION_FORMS, format_duration, parse_duration
 from trust._internal.yaml_load import DuplicateKeyError, UnhashableKeyError, load_yaml
 from trust.errors import PolicyError
+from trust.kernel import ScoringKernel
 from trust.rings import ExecutionRing
 from trust.signals import Severity
 from trust.tiers import TIERS, Tier
@@ -289,6 +290,8 @@ class Policy:
     agt: AgtPolicy
     # Weights divided by their sum, in FACTOR_NAMES order; computed once.
     normalised_weights: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    #: The policy's numbers flattened for scoring (trust.kernel); built once.
+    kernel: ScoringKernel = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.weights._check("weights")
@@ -303,6 +306,7 @@ class Policy:
         raw = self.weights.as_tuple()
         total = sum(raw)
         object.__setattr__(self, "normalised_weights", tuple(w / total for w in raw))
+        object.__setattr__(self, "kernel", ScoringKernel(self))
 
     # -- construction ----------------------------------------------------------
 

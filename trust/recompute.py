@@ -21,118 +21,36 @@ for the credential ramp (slope ``k`` points/s) it is ``d / k`` once past the sof
 limit. The due time is the earliest over terms, but at least
 ``recompute.min_interval`` from now; ``None`` means time alone will never move
 the score enough (recompute on new input only).
+
+The arithmetic lives in :class:`trust.kernel.ScoringKernel`, which computes the
+score and this bound in one pass (:func:`score_and_due` returns both).
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 
-from trust.factors import decay, ramp
-from trust.policy import FadingFactorPolicy, Policy
-from trust.score import compute_score
-from trust.signals import AgentSignals, AuditCompleteness, ErrorBudget, SuccessRate
-from trust.tiers import TIER_BOUNDARIES
-
-# A term whose remaining movement is below this (points) is considered still.
-_EPSILON = 1e-9
-
-
-def _age(now: datetime, then: datetime) -> float:
-    return max(0.0, (now - then).total_seconds())
-
-
-def _decaying_term(magnitude: float, age_s: float, half_life_s: float) -> tuple[float, float]:
-    """(remaining movement in points, half-life) of a term ``magnitude * 2**(-t/h)``."""
-    return magnitude * decay(age_s, half_life_s), half_life_s
+from trust.errors import TrustError
+from trust.factors import evaluate_signals
+from trust.policy import Policy
+from trust.score import Score, score_of
+from trust.signals import AgentSignals
 
 
 def next_recompute_due(signals: AgentSignals, policy: Policy, now: datetime) -> datetime | None:
     """The next instant at which ``signals``' score may have moved enough to recompute."""
-    if signals.terminated:
-        return None  # pinned to 0: time changes nothing
-    weights = policy.normalised_weights
-    decaying: list[tuple[float, float]] = []  # (remaining points, half-life s)
-
-    def fading(
-        report: SuccessRate | ErrorBudget | AuditCompleteness | None,
-        raw: float,
-        fp: FadingFactorPolicy,
-        weight: float,
-    ) -> None:
-        if report is None:
-            return
-        span = abs(ramp(raw, fp.zero_at, fp.full_at) - fp.prior) * 1000.0 * weight
-        decaying.append(_decaying_term(span, _age(now, report.observed_at), fp.half_life_s))
-
-    sr = signals.success_rate
-    eb = signals.error_budget_remaining
-    au = signals.audit_log_completeness
-    fading(sr, sr.value if sr else 0.0, policy.success_rate, weights[0])
-    fading(eb, eb.remaining if eb else 0.0, policy.error_budget_remaining, weights[1])
-    fading(au, au.value if au else 0.0, policy.audit_log_completeness, weights[4])
-
-    vp = policy.violation_recency
-    w_v = weights[2] * 1000.0
-    if signals.observed_since is not None:
-        decaying.append(
-            _decaying_term(
-                w_v * (1.0 - vp.clean_record_prior),
-                _age(now, signals.observed_since),
-                vp.clean_record_half_life_s,
-            )
-        )
-    for v in signals.violations:
-        decaying.append(
-            _decaying_term(
-                w_v * vp.severity_weights.of(v.severity),
-                _age(now, v.occurred_at),
-                vp.half_life_s,
-            )
-        )
-
-    # Credential ramp: (seconds until it starts moving, slope points/s, points left to move).
-    ramp_term: tuple[float, float, float] | None = None
-    if signals.credential is not None:
-        c = policy.credential_age
-        soft, hard = c.soft_limit_s, c.hard_limit_s
-        age = _age(now, signals.credential.rotated_at)
-        slope = weights[3] * 1000.0 * (1.0 - c.floor) / (hard - soft)
-        if age < hard and slope > 0.0:
-            start = max(0.0, soft - age)
-            ramp_term = (start, slope, slope * (hard - max(age, soft)))
-
-    moving = [t for t in decaying if t[0] > _EPSILON]
-    n = len(moving) + (1 if ramp_term is not None and ramp_term[2] > _EPSILON else 0)
-    if n == 0:
-        return None
-
-    allowed = min(policy.recompute.tolerance_points, _distance_to_boundary(signals, policy, now))
-    step = allowed / n
-    best: float | None = None
-    for remaining, half_life in moving:
-        if remaining <= step:
-            continue  # it can never move `step` points from here
-        dt = -half_life * math.log2(1.0 - step / remaining)
-        best = dt if best is None else min(best, dt)
-    if ramp_term is not None:
-        start, slope, left = ramp_term
-        if left > step:
-            dt = start + step / slope
-            best = dt if best is None else min(best, dt)
-    if best is None:
-        return None
-    floor = policy.recompute.min_interval.total_seconds()
-    # Round down to whole microseconds: never report a due time later than the bound.
-    seconds = max(best, floor)
-    return now + timedelta(microseconds=math.floor(seconds * 1_000_000))
+    due_us = evaluate_signals(signals, policy, now, due=True).due_us
+    return None if due_us is None else now + timedelta(microseconds=due_us)
 
 
-def _distance_to_boundary(signals: AgentSignals, policy: Policy, now: datetime) -> float:
-    score = compute_score(signals, policy, now)
-    raw = 1000.0 * sum(f.weight * f.value for f in score.factors)
-    margin = policy.rings.promotion_margin
-    # Rounded score >= b  <=>  raw crosses b - 0.5 (within rounding of the half).
-    edges = [b - 0.5 for b in TIER_BOUNDARIES]
-    edges += [b + margin - 0.5 for b in TIER_BOUNDARIES if margin > 0]
-    return min(abs(raw - e) for e in edges)
+def score_and_due(
+    signals: AgentSignals, policy: Policy, now: datetime
+) -> tuple[Score, datetime | None]:
+    """``compute_score`` and ``next_recompute_due`` from a single evaluation."""
+    if not isinstance(signals, AgentSignals) or not isinstance(policy, Policy):
+        raise TrustError("score_and_due needs AgentSignals and a trust Policy")
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise TrustError("score_and_due needs a timezone-aware datetime 'now'")
+    ev = evaluate_signals(signals, policy, now, due=True)
+    due = None if ev.due_us is None else now + timedelta(microseconds=ev.due_us)
+    return score_of(signals, policy, now, ev), due

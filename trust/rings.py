@@ -22,10 +22,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from trust._internal.durations import human
 from trust.errors import TrustError
+from trust.kernel import RING_LABELS, tier_of
 from trust.tiers import MAX_SCORE, TIERS, tier_for
 
 if TYPE_CHECKING:
@@ -59,6 +60,9 @@ class ExecutionRing(IntEnum):
             return cls(int(key))
         member = cls.__members__.get(key)
         return member
+
+
+_RANK = {tier: rank for rank, tier in enumerate(TIERS)}
 
 
 def _check_ring(value: object, what: str) -> ExecutionRing:
@@ -157,6 +161,91 @@ class RingDecision:
         return self.new_state.effective < self.previous
 
 
+class RingStep(NamedTuple):
+    """:func:`ring_step`'s outcome in plain values: the next effective ring, the
+    pending promotion (``candidate``, ``candidate_since``; both ``None`` when none
+    is pending), whether the effective ring changed, and why."""
+
+    effective: int
+    candidate: int | None
+    candidate_since: datetime | None
+    changed: bool
+    reason: str
+    denied: bool = False
+
+
+TERMINATED_RING_REASON = "agent is terminated or revoked: sandbox, every call denied"
+
+
+def ring_step(
+    previous: int,
+    candidate: int | None,
+    candidate_since: datetime | None,
+    granted: int,
+    score: int,
+    now: datetime,
+    policy: Policy,
+    terminated: bool = False,
+) -> RingStep:
+    """:func:`decide` on plain ring numbers, without its argument checks: the state
+    machine itself, for callers holding many agents' states as stored rows.
+
+    ``previous`` is the effective ring (0..3); ``candidate``/``candidate_since`` the
+    pending promotion (a candidate that is not a promotion from ``previous`` is
+    ignored); ``score`` an int in 0..1000.
+    """
+    if terminated:
+        return RingStep(3, None, None, previous != 3, TERMINATED_RING_REASON, True)
+    k = policy.kernel
+    labels = RING_LABELS
+    tier = tier_of(score)
+    allowed = k.tier_rings[_RANK[tier]]
+    target = granted if granted > allowed else allowed
+    why_target = (
+        f"score {score} ({tier.value}) allows {labels[allowed]}, "
+        f"operator granted {labels[granted]}"
+    )
+    if target > previous:
+        return RingStep(
+            target, None, None, True,
+            f"demoted {labels[previous]} -> {labels[target]} at once: {why_target}",
+        )
+    if target == previous:
+        return RingStep(previous, None, None, False, f"stays {labels[previous]}: {why_target}")
+
+    margin = k.margin
+    # Ring the score allows once the margin is taken off: monotone in the score, so
+    # qualifying for ring r here means score >= threshold(r) + margin.
+    lowered = max(0, min(MAX_SCORE, math.floor(score - margin)))
+    lowered_ring = k.tier_rings[_RANK[tier_of(lowered)]]
+    qualified = granted if granted > lowered_ring else lowered_ring
+    if qualified >= previous:
+        return RingStep(
+            previous, None, None, False,
+            f"stays {labels[previous]}: {why_target}, but promotion needs the score at "
+            f"{k.thresholds[target]}+{margin:g} or more for {k.hold_human}",
+        )
+    cand, since = qualified, now
+    if candidate is not None and candidate_since is not None and candidate < previous:
+        # The score has qualified since candidate_since for `candidate`; it qualifies
+        # now for `qualified`. Both held for the less privileged of the two.
+        cand = max(qualified, candidate)
+        since = min(candidate_since, now)
+    held = now - since
+    if held >= k.hold:
+        return RingStep(
+            cand, None, None, True,
+            f"promoted {labels[previous]} -> {labels[cand]}: the score held at "
+            f"{k.thresholds[cand]}+{margin:g} or more for {_human_td(held)} "
+            f"(hold {k.hold_human}); {why_target}",
+        )
+    return RingStep(
+        previous, cand, since, False,
+        f"stays {labels[previous]}: promotion to {labels[cand]} pending, held "
+        f"{_human_td(held)} of {k.hold_human}; {why_target}",
+    )
+
+
 def decide(
     state: RingState,
     granted_ring: ExecutionRing,
@@ -180,72 +269,25 @@ def decide(
     granted = _check_ring(granted_ring, "granted ring")
     if now.tzinfo is None:
         raise TrustError("decide() needs a timezone-aware 'now'")
-    previous = state.effective
-    if terminated:
-        return RingDecision(
-            RingState(ExecutionRing.SANDBOX),
-            previous,
-            previous is not ExecutionRing.SANDBOX,
-            "agent is terminated or revoked: sandbox, every call denied",
-            denied=True,
-        )
-    tier = tier_for(score)
-    allowed = policy.rings.tier_rings.ring(tier)
-    target = max(granted, allowed)
-    why_target = (
-        f"score {score} ({tier.value}) allows {allowed.label}, operator granted {granted.label}"
+    if not terminated:
+        tier_for(score)  # checks the score
+    candidate = state.candidate
+    step = ring_step(
+        int(state.effective),
+        None if candidate is None else int(candidate),
+        state.candidate_since,
+        int(granted),
+        score,
+        now,
+        policy,
+        terminated,
     )
-    if target > previous:
-        return RingDecision(
-            RingState(target),
-            previous,
-            True,
-            f"demoted {previous.label} -> {target.label} at once: {why_target}",
-        )
-    if target == previous:
-        return RingDecision(
-            RingState(previous), previous, False, f"stays {previous.label}: {why_target}"
-        )
-
-    margin = policy.rings.promotion_margin
-    hold = policy.rings.promotion_hold
-    # Ring the score allows once the margin is taken off: monotone in the score, so
-    # qualifying for ring r here means score >= threshold(r) + margin.
-    lowered = max(0, min(MAX_SCORE, math.floor(score - margin)))
-    qualified = max(granted, policy.rings.tier_rings.ring(tier_for(lowered)))
-    if qualified >= previous:
-        wanted = threshold(target, policy)
-        return RingDecision(
-            RingState(previous),
-            previous,
-            False,
-            f"stays {previous.label}: {why_target}, but promotion needs the score at "
-            f"{wanted}+{margin:g} or more for {_human_td(hold)}",
-        )
-    candidate, since = qualified, now
-    if state.candidate is not None and state.candidate_since is not None:
-        if state.candidate < previous:
-            # The score has qualified since candidate_since for state.candidate; it
-            # qualifies now for `qualified`. Both held for the less privileged of the two.
-            candidate = max(qualified, state.candidate)
-            since = min(state.candidate_since, now)
-    held = now - since
-    if held >= hold:
-        return RingDecision(
-            RingState(candidate),
-            previous,
-            True,
-            f"promoted {previous.label} -> {candidate.label}: the score held at "
-            f"{threshold(candidate, policy)}+{margin:g} or more for {_human_td(held)} "
-            f"(hold {_human_td(hold)}); {why_target}",
-        )
-    return RingDecision(
-        RingState(previous, candidate, since),
-        previous,
-        False,
-        f"stays {previous.label}: promotion to {candidate.label} pending, held "
-        f"{_human_td(held)} of {_human_td(hold)}; {why_target}",
+    new_state = RingState(
+        ExecutionRing(step.effective),
+        None if step.candidate is None else ExecutionRing(step.candidate),
+        step.candidate_since,
     )
+    return RingDecision(new_state, state.effective, step.changed, step.reason, step.denied)
 
 
 def _human_td(value: timedelta) -> str:

@@ -12,10 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from trust.errors import TrustError
-from trust.factors import Inputs, compute_factors, describe
+from trust.factors import Inputs, describe, evaluate_signals, factor_values
+from trust.kernel import Evaluation
 from trust.policy import Policy
 from trust.signals import AgentSignals
-from trust.tiers import MAX_SCORE, Tier, tier_for
+from trust.tiers import Tier
 
 TERMINATED_REASON = "agent is terminated or revoked: score pinned to 0"
 
@@ -113,16 +114,16 @@ def compute_score(signals: AgentSignals, policy: Policy, now: datetime) -> Score
         )
     if not isinstance(now, datetime) or now.tzinfo is None:
         raise TrustError("compute_score needs a timezone-aware datetime 'now'")
-    values = compute_factors(signals, policy, now)
-    contributions = []
-    total = 0.0
-    for fv, weight in zip(values, policy.normalised_weights, strict=True):
-        part = weight * fv.value
-        total += part
-        contributions.append(
-            FactorContribution(fv.name, fv.value, weight, 1000.0 * part, fv.inputs)
-        )
+    return score_of(signals, policy, now, evaluate_signals(signals, policy, now))
+
+
+def score_of(signals: AgentSignals, policy: Policy, now: datetime, ev: Evaluation) -> Score:
+    """The :class:`Score` of ``ev``, an evaluation of ``signals`` at ``now``."""
+    weights = policy.normalised_weights
+    contributions = tuple(
+        FactorContribution(fv.name, fv.value, weight, 1000.0 * (weight * fv.value), fv.inputs)
+        for fv, weight in zip(factor_values(signals, policy, now, ev), weights, strict=True)
+    )
     if signals.terminated:
-        return Score(0, Tier.UNTRUSTED, tuple(contributions), now, TERMINATED_REASON)
-    value = min(MAX_SCORE, max(0, round(1000.0 * total)))
-    return Score(value, tier_for(value), tuple(contributions), now)
+        return Score(0, Tier.UNTRUSTED, contributions, now, TERMINATED_REASON)
+    return Score(ev.score, ev.tier, contributions, now)

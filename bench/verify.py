@@ -299,11 +299,11 @@ def _pool_init(port: int, data_dir: str, dids: list[str]) -> None:
 
 
 def _pool_verify(chunk: bytes) -> bytes:
-    from registry.services.verify import _verdicts
+    from registry.services.verify import _batch_part
 
     request = verify_pb2.VerifyBatchRequest.FromString(chunk)
-    verdicts = _verdicts(_WORKER["verifier"], request.messages, 0, len(request.messages))
-    return bytes(verify_pb2.VerifyBatchResponse(verdicts=verdicts).SerializeToString())
+    part = _batch_part(_WORKER["verifier"], request.messages, 0, len(request.messages))
+    return bytes(part.SerializeToString())
 
 
 def pool_figures(
@@ -312,7 +312,7 @@ def pool_figures(
     """One 1000-message batch split in two and verified by 2 threads, or by 2 processes."""
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-    from registry.services.verify import _verdicts
+    from registry.services.verify import _batch_part
 
     dids = [did for _, did in senders]
     batch = [
@@ -337,13 +337,11 @@ def pool_figures(
         def with_threads(deadline: float) -> int:
             n = 0
             while time.perf_counter() < deadline:
-                parts = threads.map(
-                    lambda h: _verdicts(verifier, h.messages, 0, len(h.messages)), halves
+                first, second = threads.map(
+                    lambda h: _batch_part(verifier, h.messages, 0, len(h.messages)), halves
                 )
-                response = verify_pb2.VerifyBatchResponse()
-                for part in parts:
-                    response.verdicts.extend(part)
-                n += len(response.verdicts)
+                first.MergeFromString(second.SerializeToString())  # as the registry joins them
+                n += len(first.verdicts)
             return n
 
         def with_processes(deadline: float) -> int:

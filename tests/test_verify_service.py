@@ -93,6 +93,43 @@ def test_a_batch_gets_one_verdict_per_message_in_order(registry: RunningRegistry
     assert all(v.message for v in response.verdicts if not v.valid)
 
 
+def test_a_binary_batch_carries_each_messages_fields_in_order(registry: RunningRegistry) -> None:
+    alice = registry.register("verify/binary")
+    bob = registry.register("verify/binary-b")
+    signed = [
+        sign_message(
+            (alice, bob)[i % 2].identity, (alice, bob)[i % 2].did, f"t/{i}", b"%d" % i, ME
+        )
+        for i in range(300)
+    ]
+    items = []
+    for i, envelope in enumerate(signed):
+        wire = envelope.to_bytes()
+        if i % 7 == 3:
+            wire = wire[:-1]  # truncated
+        elif i % 7 == 5:
+            wire = wire[:-1] + bytes([wire[-1] ^ 1])  # signature damaged
+        items.append(verify_pb2.SignedMessage(envelope_binary=wire))
+    response = stub(registry.operator()).VerifyBatch(
+        verify_pb2.VerifyBatchRequest(messages=items, audiences=[ME]), timeout=60
+    )
+    assert len(response.verdicts) == len(signed)
+    for i, (envelope, verdict) in enumerate(zip(signed, response.verdicts, strict=True)):
+        expected = {3: "MalformedMessage", 5: "BadSignature"}.get(i % 7, "Valid")
+        assert verdict.reason_name == expected
+        assert verdict.valid == (expected == "Valid")
+        if expected == "MalformedMessage":
+            assert "truncated" in verdict.message
+            assert not verdict.sender
+            continue
+        assert (verdict.sender, verdict.kid, verdict.payload_type, verdict.audience) == (
+            envelope.sender, envelope.kid, envelope.payload_type, envelope.audience
+        )
+        assert verdict.issued_at.seconds == envelope.issued_at
+        assert verdict.expires_at.seconds == envelope.expires_at
+        assert verdict.nonce == envelope.nonce
+
+
 def test_a_revocation_is_honoured_by_the_next_call(registry: RunningRegistry) -> None:
     alice = registry.register("verify/revoked")
     service = stub(registry.operator())

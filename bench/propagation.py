@@ -2,15 +2,25 @@
 concurrent Watch subscribers (loopback, real mTLS), and the registry's memory
 while it serves 1,000 subscribers.
 
-A `mesh serve` subprocess; a child process holds the subscribers (grpc.aio,
-enforcer credential, ring-change events only). Once every stream has received a
-warm-up event, the bench demotes one agent every 50 ms with GrantRing (ring 3:
-demoted at once, a RING_CHANGED event committed in the same transaction). Each
-receipt's latency is its arrival time minus the event's timestamp (taken by the
-committing transaction just before it commits), on the same host clock.
+A `mesh serve` subprocess; the subscribers live in child processes (grpc.aio,
+enforcer credential, ring-change events only), spread the way real enforcers
+are separate processes: 1 subscriber in one child, 1,000 over
+BENCH_PROPAGATION_PROCS children (default 4, 250 streams each, 100 streams per
+connection). Every child shares this machine's cores with the registry.
+
+Once every stream has received a warm-up event, the bench demotes one agent
+every 50 ms with GrantRing (ring 3: demoted at once, a RING_CHANGED event
+committed in the same transaction). Each receipt's latency is its arrival time
+minus the event's timestamp (taken by the committing transaction just before it
+commits), on the same host clock.
 
   propagation_<n>_p50_ms / _p99_ms / _max_ms   per (event, subscriber) receipt
   propagation_<n>_receipts                     receipts measured (events x subscribers)
+  propagation_<n>_server_cpu_us_per_receipt    registry CPU (all threads, from /proc) over
+                                               the demotions, per receipt; for n = 1 it is
+                                               mostly the GrantRing call and its commit
+  propagation_<n>_client_cpu_us_per_receipt    the subscriber processes' CPU, per receipt
+  propagation_<n>_processes                    subscriber processes
   registry_rss_mb_idle                         before any subscriber
   registry_rss_mb_1000_subscribers             with 1,000 subscribers attached
 """
@@ -33,7 +43,9 @@ from _trust_server import Server, child_env, populate, write_tls
 from mesh.client.trust import TrustClient
 
 EVENTS = int(os.environ.get("BENCH_PROPAGATION_EVENTS", "100"))
+PROCESSES = int(os.environ.get("BENCH_PROPAGATION_PROCS", "4"))
 PACE_S = 0.05
+STREAMS_PER_CONNECTION = 100
 
 CHILD = r"""
 import asyncio, json, sys, time
@@ -43,13 +55,13 @@ from mesh.v1 import events_pb2, events_pb2_grpc
 from pathlib import Path
 
 creds, address = sys.argv[1], sys.argv[2]
-n, start, expected = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+n, start, expected, per_channel = (int(a) for a in sys.argv[3:7])
 root = Path(creds)
 tls = TLSConfig.from_files(root / "bundle.pem", root / "enforcer.pem", root / "enforcer.key")
 
 async def main():
     channels = [grpc.aio.secure_channel(address, tls.credentials(), tls.options())
-                for _ in range(max(1, n // 100))]
+                for _ in range(max(1, -(-n // per_channel)))]
     latencies = []
     warm = [0]
     ready = asyncio.Event()
@@ -79,55 +91,82 @@ async def main():
     tasks = [asyncio.create_task(one(i)) for i in range(n)]
     await ready.wait()
     print("ready", flush=True)
+    cpu = time.process_time()
     await asyncio.wait_for(asyncio.gather(*tasks), 600)
+    cpu = time.process_time() - cpu
     for ch in channels:
         await ch.close()
-    latencies.sort()
-    def pct(p):
-        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
-    print(json.dumps({"p50": pct(0.50), "p99": pct(0.99), "max": round(latencies[-1] * 1000, 2),
-                      "receipts": len(latencies)}), flush=True)
+    print(json.dumps({"latencies": latencies, "cpu_s": cpu}), flush=True)
 
 asyncio.run(main())
 """
 
 
 def run(
-    server: Server, client: TrustClient, creds: Path, dids: list[str], n: int
+    server: Server, client: TrustClient, creds: Path, dids: list[str], n: int, processes: int
 ) -> dict[str, Any]:
     # Warm-up: a demotion committed before the subscribers start; each stream catches up
-    # to it from the table, so "ready" means every stream is attached and live.
+    # to it, so "ready" means every stream is attached and live.
     start = client.recompute([dids[0]])["last_sequence"] or _latest(server)
     client.grant_ring(dids[0], 3, "warm-up")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(creds), server.mtls_address, str(n), str(start),
-         str(len(dids) - 1)],
-        env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    assert proc.stdout is not None
+    processes = max(1, min(processes, n))
+    shares = [n // processes + (1 if i < n % processes else 0) for i in range(processes)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(creds), server.mtls_address, str(share),
+             str(start), str(len(dids) - 1), str(STREAMS_PER_CONNECTION)],
+            env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for share in shares
+    ]
+    for child in children:
+        assert child.stdout is not None
+        if child.stdout.readline().strip() != "ready":
+            errors = child.stderr.read() if child.stderr else ""
+            raise SystemExit(f"subscribers did not start: {errors}")
     out: dict[str, Any] = {}
-    if proc.stdout.readline().strip() != "ready":
-        errors = proc.stderr.read() if proc.stderr else ""
-        raise SystemExit(f"subscribers did not start: {errors}")
     if n >= 1000:
         out["registry_rss_mb_1000_subscribers"] = server.rss_mb()[0]
+    server_cpu = _cpu_seconds(server.proc.pid)
     for did in dids[1:]:
         client.grant_ring(did, 3, "bench demotion")
         time.sleep(PACE_S)
-    result_line = proc.stdout.readline()
-    proc.wait(120)
-    if not result_line.strip():
-        raise SystemExit(proc.stderr.read() if proc.stderr else "no result")
-    figures = json.loads(result_line)
+    latencies: list[float] = []
+    client_cpu = 0.0
+    for child in children:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        child.wait(120)
+        if not line.strip():
+            raise SystemExit(child.stderr.read() if child.stderr else "no result")
+        figures = json.loads(line)
+        latencies.extend(figures["latencies"])
+        client_cpu += figures["cpu_s"]
+    server_cpu = _cpu_seconds(server.proc.pid) - server_cpu
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
+
+    receipts = len(latencies)
     out.update(
         {
-            f"propagation_{n}_p50_ms": figures["p50"],
-            f"propagation_{n}_p99_ms": figures["p99"],
-            f"propagation_{n}_max_ms": figures["max"],
-            f"propagation_{n}_receipts": figures["receipts"],
+            f"propagation_{n}_p50_ms": pct(0.50),
+            f"propagation_{n}_p99_ms": pct(0.99),
+            f"propagation_{n}_max_ms": round(latencies[-1] * 1000, 2),
+            f"propagation_{n}_receipts": receipts,
+            f"propagation_{n}_server_cpu_us_per_receipt": round(server_cpu / receipts * 1e6, 1),
+            f"propagation_{n}_client_cpu_us_per_receipt": round(client_cpu / receipts * 1e6, 1),
+            f"propagation_{n}_processes": processes,
         }
     )
     return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, every thread included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _latest(server: Server) -> int:
@@ -154,8 +193,8 @@ def main() -> None:
                 server.address, tls=server.operator_tls(), mtls_registry=server.mtls_address
             ) as client:
                 client.recompute(everything=True)
-                out.update(run(server, client, creds, dids[: EVENTS + 1], 1))
-                out.update(run(server, client, creds, dids[EVENTS + 1 :], 1000))
+                out.update(run(server, client, creds, dids[: EVENTS + 1], 1, 1))
+                out.update(run(server, client, creds, dids[EVENTS + 1 :], 1000, PROCESSES))
         finally:
             server.stop()
     print(json.dumps(out))

@@ -16,6 +16,7 @@ are refreshed the same way.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 import threading
@@ -38,7 +39,6 @@ from mesh.v1 import (
     agents_pb2,
     agents_pb2_grpc,
     events_pb2,
-    events_pb2_grpc,
     registration_pb2,
     registration_pb2_grpc,
     rotation_pb2,
@@ -57,7 +57,7 @@ from registry.ca.certificate_authority import CertificateAuthority
 from registry.ca.schedule import SchedulePolicy
 from registry.config import Config
 from registry.events.hub import EventHub
-from registry.events.watch import EventService
+from registry.events.watch import EventService, add_event_service
 from registry.health import StoreHealth
 from registry.interceptor import GuardInterceptor
 from registry.logs import get_logger
@@ -200,7 +200,7 @@ class RegistryServer:
         trust_pb2_grpc.add_TrustServiceServicer_to_server(
             TrustService(runtime, self.recomputer), server
         )
-        events_pb2_grpc.add_EventServiceServicer_to_server(EventService(runtime, hub), server)
+        add_event_service(EventService(runtime, hub), server)
         self.verify = VerifyService(runtime)
         verify_pb2_grpc.add_VerifyServiceServicer_to_server(self.verify, server)
         self.ca_rotator = CARotator(
@@ -520,12 +520,26 @@ def _sha256() -> Any:
     return hashes.SHA256()
 
 
+def settle_collector() -> None:
+    """Garbage collection for a serving process, once it has started.
+
+    What startup built (schema, CA, descriptors, pools) lives as long as the
+    process: frozen, full collections stop re-walking it (they took ~100 ms,
+    stalling every stream). Watch fan-out allocates a few objects per message;
+    a young generation of 10,000 instead of 700 collects a fraction as often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     import signal
 
     server = RegistryServer(config)
     await server.start()
+    settle_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

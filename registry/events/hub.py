@@ -1,13 +1,23 @@
 """Fan-out of the event log to Watch streams.
 
-One reader per process follows the event table (the source of truth) and
-hands each new event to every attached subscriber's bounded queue. It wakes
-on :meth:`EventHub.notify` (called after a local commit) and otherwise polls,
-so events committed by another replica arrive too; a missed wake-up only
+One reader per process follows the event table (the source of truth). It wakes
+on :meth:`EventHub.notify` (called after a local commit, and on PostgreSQL
+after a NOTIFY from any replica) and otherwise polls, so a missed wake-up only
 delays, it never loses.
 
-A subscriber whose queue is full is detached instead of slowing the reader or
-anyone else; its stream then catches up from the table at its own pace and
+Each new event is encoded ONCE (:class:`Delivery`: the serialized
+``WatchResponse``, and on demand the redacted form agents get of their peers)
+and handed, as those same bytes, to every attached stream whose filter wants
+it. Streams are grouped by filter, so a thousand enforcers watching everything
+cost one filter check per event, then one append and one wake-up each.
+
+The hub also keeps the most recent events (:attr:`EventHub.recent`) so that a
+stream resuming from a recent sequence catches up from memory: every stream
+that reconnects after a blip would otherwise read the same rows from the
+table.
+
+A stream whose mailbox is full is detached instead of slowing the reader or
+anyone else; it then catches up from the table at its own pace and
 re-attaches (see ``registry.events.watch``).
 """
 
@@ -16,18 +26,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mesh.v1 import events_pb2
-from registry.events.state import to_wire
+from registry.events.state import SANDBOX_RING, to_wire
 from registry.events.types import TO_WIRE
 from registry.store.records import EventRecord
 
 log = structlog.get_logger(__name__)
+
+#: Events kept in memory for streams resuming close behind the hub.
+RECENT_EVENTS = 4096
 
 
 class EventSource(Protocol):
@@ -38,20 +53,7 @@ class EventSource(Protocol):
     def latest_event_seq(self) -> int: ...
 
 
-class Delivery:
-    """One event, converted to its wire form once for every subscriber."""
-
-    __slots__ = ("agent_did", "response", "seq", "type")
-
-    def __init__(self, record: EventRecord) -> None:
-        self.seq = record.seq
-        self.agent_did = record.agent_did
-        self.type = TO_WIRE.get(record.type, events_pb2.EVENT_TYPE_UNSPECIFIED)
-        self.response = events_pb2.WatchResponse(event=to_event(record))
-
-
 def to_event(record: EventRecord) -> events_pb2.Event:
-
     at = Timestamp()
     at.FromDatetime(record.created_at)
     payload = dict(record.payload)
@@ -68,20 +70,104 @@ def to_event(record: EventRecord) -> events_pb2.Event:
     return event
 
 
-#: A subscriber's filter: (agent DID or None, wire event type) -> wanted?
-Matcher = Callable[[str | None, int], bool]
+def identity_only(state: events_pb2.AgentState) -> events_pb2.AgentState:
+    """A peer's state without its trust: status and key only; the sandbox ring, fail-closed."""
+    return events_pb2.AgentState(
+        did=state.did,
+        status=state.status,
+        current_kid=state.current_kid,
+        effective_ring=SANDBOX_RING,
+        granted_ring=SANDBOX_RING,
+    )
+
+
+class Delivery:
+    """One event, encoded once for every stream (on first use: with nobody
+    watching it, a recompute's burst of events costs no encoding)."""
+
+    __slots__ = ("_data", "_record", "_redacted", "agent_did", "seq", "type")
+
+    def __init__(self, record: EventRecord) -> None:
+        self.seq = record.seq
+        self.agent_did = record.agent_did
+        self.type = TO_WIRE.get(record.type, events_pb2.EVENT_TYPE_UNSPECIFIED)
+        self._record: EventRecord | None = record
+        self._data: bytes | None = None
+        self._redacted: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        """The serialized ``WatchResponse`` carrying the event."""
+        data = self._data
+        if data is None:
+            assert self._record is not None
+            data = self._data = events_pb2.WatchResponse(
+                event=to_event(self._record)
+            ).SerializeToString()
+            self._record = None
+        return data
+
+    def redacted(self) -> bytes:
+        """What an agent watching its peers gets: the state cut to status and key."""
+        if self._redacted is None:
+            response = events_pb2.WatchResponse.FromString(self.data)
+            if response.event.HasField("state"):
+                response.event.state.CopyFrom(identity_only(response.event.state))
+                self._redacted = response.SerializeToString()
+            else:
+                self._redacted = self.data
+        return self._redacted
+
+    def bytes_for(self, event_filter: EventFilter) -> bytes:
+        if event_filter.redact:
+            return self.redacted()
+        data = self._data
+        return data if data is not None else self.data
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What a stream asked for (and may see). Equal filters share one check per event."""
+
+    agent_dids: frozenset[str] = frozenset()
+    types: frozenset[int] = frozenset()
+    #: Peers' states are cut to status and key (an agent following its peers).
+    redact: bool = False
+
+    def matches(self, agent_did: str | None, wire_type: int) -> bool:
+        # Registry-wide events (no agent) belong to every stream.
+        if self.agent_dids and agent_did and agent_did not in self.agent_dids:
+            return False
+        return not self.types or wire_type in self.types
 
 
 class Subscriber:
-    """A Watch stream's mailbox: a bounded queue plus the filter it asked for."""
+    """A Watch stream's mailbox: the deliveries not yet written, and its filter."""
 
-    __slots__ = ("detached", "matches", "queue")
+    __slots__ = ("_waiter", "detached", "filter", "pending")
 
-    def __init__(self, matches: Matcher, max_queue: int) -> None:
-        self.matches = matches
-        self.queue: asyncio.Queue[Delivery | None] = asyncio.Queue(max_queue)
-        # Set when the hub dropped this subscriber for falling behind.
+    def __init__(self, event_filter: EventFilter) -> None:
+        self.filter = event_filter
+        self.pending: deque[Delivery] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        # Set when the hub dropped this subscriber (it fell behind, or the process stops).
         self.detached = False
+
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until something is pending or the hub detaches us."""
+        waiter = loop.create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class EventHub:
@@ -92,25 +178,34 @@ class EventHub:
         poll_interval: float = 0.25,
         batch: int = 1000,
         max_queue: int = 10_000,
+        recent: int = RECENT_EVENTS,
     ) -> None:
         self._source = source
         self._poll_interval = poll_interval
         self._batch = batch
         self.max_queue = max_queue
-        self._subscribers: set[Subscriber] = set()
+        # Attached streams by filter (dicts as ordered sets).
+        self._groups: dict[EventFilter, dict[Subscriber, None]] = {}
+        self._count = 0
         self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         # Every event up to here has been handed to the subscribers attached at the time.
         self.position = 0
+        #: The newest events, in order; every event after :attr:`_floor` is here.
+        self.recent: deque[Delivery] = deque()
+        #: How many events :attr:`recent` keeps.
+        self.recent_limit = recent
+        self._floor = 0
         #: How many times a subscriber was dropped for falling behind.
         self.detachments = 0
         #: Set by :meth:`close_streams`: the process is stopping, streams must end.
         self.closing = False
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.position = await asyncio.to_thread(self._source.latest_event_seq)
+        self._floor = self.position
         self._task = asyncio.create_task(self._run(), name="event-hub")
 
     async def stop(self) -> None:
@@ -119,18 +214,16 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for subscriber in list(self._subscribers):
-            self._detach(subscriber)
+        self._detach_all()
 
     def close_streams(self) -> None:
         """Stopping: every attached stream ends (with a resumable UNAVAILABLE) at once."""
         self.closing = True
-        for subscriber in list(self._subscribers):
-            self._detach(subscriber)
+        self._detach_all()
 
     def notify(self) -> None:
         """Wake the reader now (safe from any thread)."""
-        loop = self._loop
+        loop = self.loop
         if loop is None or loop.is_closed():
             return
         try:
@@ -144,28 +237,65 @@ class EventHub:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscribers)
+        return self._count
 
-    def attach(self, subscriber: Subscriber) -> None:
-        """Start delivering events after :attr:`position` to ``subscriber``.
+    def holds(self, position: int) -> bool:
+        """Are all the events after ``position`` in :attr:`recent` (or yet to come)?"""
+        return position >= self._floor
 
-        Call it with no ``await`` between reading :attr:`position` and this
-        call, so the subscriber's own catch-up and the hub's deliveries meet.
+    def attach(self, subscriber: Subscriber, position: int) -> bool:
+        """Deliver to ``subscriber`` every event after ``position`` from now on.
+
+        The events between ``position`` and :attr:`position` are taken from
+        :attr:`recent` into its mailbox first. False (not attached) when they
+        are no longer all in memory, or are more than its mailbox holds: the
+        stream catches up from the table, then tries again. Synchronous, so
+        nothing can be delivered between the backlog and the live feed. A
+        ``position`` ahead of the hub (a snapshot read a commit the hub has yet
+        to read) attaches with no backlog; the stream drops what it already has.
         """
+        if not self.holds(position):
+            return False
+        backlog: list[Delivery] = []
+        if position < self.position:
+            matches = subscriber.filter.matches
+            for delivery in reversed(self.recent):
+                if delivery.seq <= position:
+                    break
+                if matches(delivery.agent_did, delivery.type):
+                    backlog.append(delivery)
+            if len(backlog) > self.max_queue:
+                return False
+            backlog.reverse()
         subscriber.detached = False
-        self._subscribers.add(subscriber)
+        subscriber.pending.clear()
+        subscriber.pending.extend(backlog)
+        group = self._groups.setdefault(subscriber.filter, {})
+        if subscriber not in group:
+            group[subscriber] = None
+            self._count += 1
+        return True
 
     def detach(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
+        group = self._groups.get(subscriber.filter)
+        if group is not None and subscriber in group:
+            del group[subscriber]
+            self._count -= 1
+            if not group:
+                del self._groups[subscriber.filter]
 
-    def _detach(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
+    def _drop(self, subscriber: Subscriber) -> None:
+        """Detach and tell it so: its stream re-reads from the table (or stops)."""
+        self.detach(subscriber)
         subscriber.detached = True
-        self.detachments += 1
-        # Make room for the wake-up marker: the stream re-reads from the table anyway.
-        while not subscriber.queue.empty():
-            subscriber.queue.get_nowait()
-        subscriber.queue.put_nowait(None)
+        subscriber.pending.clear()
+        subscriber.wake()
+
+    def _detach_all(self) -> None:
+        for group in list(self._groups.values()):
+            for subscriber in list(group):
+                self._drop(subscriber)
+                self.detachments += 1
 
     async def _run(self) -> None:
         while True:
@@ -180,23 +310,35 @@ class EventHub:
     async def _drain(self) -> None:
         while True:
             records = await asyncio.to_thread(self._source.events_since, self.position, self._batch)
-            for record in records:
-                if self._subscribers:
-                    self._deliver(record)
-                self.position = record.seq
+            if records:
+                self._deliver([Delivery(record) for record in records])
             if len(records) < self._batch:
                 return
 
-    def _deliver(self, record: EventRecord) -> None:
-        # Converted once, and only when someone wants it.
-        wire_type = TO_WIRE.get(record.type, events_pb2.EVENT_TYPE_UNSPECIFIED)
-        delivery: Delivery | None = None
-        for subscriber in list(self._subscribers):
-            if not subscriber.matches(record.agent_did, wire_type):
+    def _deliver(self, deliveries: list[Delivery]) -> None:
+        recent = self.recent
+        for delivery in deliveries:
+            recent.append(delivery)
+        while len(recent) > self.recent_limit:
+            self._floor = recent.popleft().seq
+        self.position = deliveries[-1].seq
+        limit = self.max_queue
+        behind: list[Subscriber] = []
+        for event_filter, group in self._groups.items():
+            wanted = [d for d in deliveries if event_filter.matches(d.agent_did, d.type)]
+            if not wanted:
                 continue
-            if delivery is None:
-                delivery = Delivery(record)
-            try:
-                subscriber.queue.put_nowait(delivery)
-            except asyncio.QueueFull:
-                self._detach(subscriber)
+            count = len(wanted)
+            for subscriber in group:
+                pending = subscriber.pending
+                if len(pending) + count > limit:
+                    behind.append(subscriber)
+                    continue
+                if count == 1:
+                    pending.append(wanted[0])
+                else:
+                    pending.extend(wanted)
+                subscriber.wake()
+        for subscriber in behind:
+            self._drop(subscriber)
+            self.detachments += 1

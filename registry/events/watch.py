@@ -8,14 +8,18 @@ One stream, in order:
    then ``SnapshotDone(S)``;
    ``from_sequence == N``: checked to be still in the table (else OUT_OF_RANGE:
    pruned, start again from 0) and not ahead of it;
-2. catch up from the event table (the source of truth) until the stream has
-   reached the hub's position;
-3. attach to the hub with no ``await`` between reading ``hub.position`` and
-   ``attach`` (so nothing slips between the table read and the live feed), and
-   forward the live tail, dropping anything at or below the last sequence sent;
-4. if the hub detaches the stream (its queue filled: a slow reader), go back
-   to 2: the slow stream catches up from the table at its own pace while the
-   hub and every other stream carry on.
+2. attach to the hub from the stream's position: the events since then come
+   from the hub's recent events, all in one synchronous step (so nothing slips
+   between them and the live feed); when those have moved past the position,
+   catch up from the event table (the source of truth) first and try again;
+3. forward the live tail, dropping anything at or below the last sequence sent;
+4. if the hub detaches the stream (its mailbox filled: a slow reader), go back
+   to 2: the slow stream catches up at its own pace while the hub and every
+   other stream carry on.
+
+Events go out as the bytes the hub encoded once for every stream (see
+:func:`add_event_service`: the response serializer passes bytes through), and
+through ``context.write`` rather than a response generator.
 
 Filters (agent DIDs, event types) apply to both the snapshot and the events;
 registry-wide events (bundle changes) reach every stream that asks for them.
@@ -27,14 +31,14 @@ states then carry status and current key, never score, tier or ring.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
-from mesh.v1 import events_pb2, events_pb2_grpc
+from mesh.v1 import events_pb2
 from registry.auth import PrincipalKind
-from registry.events.hub import Delivery, EventHub, Subscriber
+from registry.events.hub import Delivery, EventFilter, EventHub, Subscriber, identity_only
 from registry.events.state import to_wire
 from registry.events.types import FROM_WIRE, TO_WIRE
 from registry.interceptor import current_principal
@@ -44,6 +48,7 @@ from registry.services._runtime import Runtime
 from registry.status import RpcError, denied, invalid
 from registry.store.records import EventRecord
 
+SERVICE = "mesh.v1.EventService"
 MAX_AGENT_FILTER = 1000
 # What an agent may follow about its peers.
 IDENTITY_TYPES = frozenset(
@@ -76,77 +81,100 @@ def shutting_down(position: int) -> RpcError:
     )
 
 
-class EventService(events_pb2_grpc.EventServiceServicer):
+def _encode(message: events_pb2.WatchResponse | bytes) -> bytes:
+    """Watch's response serializer: events arrive already encoded (once, by the hub)."""
+    if type(message) is bytes:
+        return message
+    return message.SerializeToString()  # type: ignore[union-attr]
+
+
+def add_event_service(service: EventService, server: Any) -> None:
+    """Register ``service`` like the generated ``add_EventServiceServicer_to_server``,
+    with a response serializer that passes pre-encoded events through."""
+    handlers = {
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            service.Watch,
+            request_deserializer=events_pb2.WatchRequest.FromString,
+            response_serializer=_encode,
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
+
+
+class EventService:
+    """``mesh.v1.EventService``; register it with :func:`add_event_service`."""
+
     def __init__(self, runtime: Runtime, hub: EventHub) -> None:
         self._rt = runtime
         self._hub = hub
 
-    async def Watch(
-        self, request: events_pb2.WatchRequest, context: Any
-    ) -> AsyncIterator[events_pb2.WatchResponse]:
-        dids, types, redact = self._filters(request)
-        did_set = frozenset(dids)
-        type_set = frozenset(types)
-
-        def matches(agent_did: str | None, wire_type: int) -> bool:
-            # Registry-wide events (no agent) belong to every stream.
-            if did_set and agent_did and agent_did not in did_set:
-                return False
-            return not type_set or wire_type in type_set
-
-        def out(response: events_pb2.WatchResponse) -> events_pb2.WatchResponse:
-            return _redacted(response) if redact else response
-
+    async def Watch(self, request: events_pb2.WatchRequest, context: Any) -> None:
+        # Written with context.write (no response generator): one hop less per message,
+        # and events go out as the bytes the hub encoded once for every stream.
+        event_filter = self._filters(request)
+        write = context.write
+        dids = sorted(event_filter.agent_dids)
         position = int(request.from_sequence)
+        hub = self._hub
         if position == 0:
             rows, position = await self._rt.run(self._snapshot, dids or None)
-            if redact:
-                rows = [_identity_only(row) for row in rows]
+            if event_filter.redact:
+                rows = [identity_only(row) for row in rows]
             if request.batch_snapshot:
                 # One message per SNAPSHOT_BATCH states: a stream's cost is per message.
                 for start in range(0, len(rows), SNAPSHOT_BATCH):
-                    yield events_pb2.WatchResponse(
-                        snapshot_batch=events_pb2.SnapshotBatch(
-                            states=rows[start : start + SNAPSHOT_BATCH]
+                    await write(
+                        events_pb2.WatchResponse(
+                            snapshot_batch=events_pb2.SnapshotBatch(
+                                states=rows[start : start + SNAPSHOT_BATCH]
+                            )
                         )
                     )
             else:
                 for row in rows:
-                    yield events_pb2.WatchResponse(snapshot=row)
-            yield events_pb2.WatchResponse(snapshot_done=events_pb2.SnapshotDone(sequence=position))
+                    await write(events_pb2.WatchResponse(snapshot=row))
+            await write(
+                events_pb2.WatchResponse(snapshot_done=events_pb2.SnapshotDone(sequence=position))
+            )
         else:
+            # The table decides what was pruned, even when the hub still holds the events.
             await self._rt.run(self._check_resumable, position)
-        hub = self._hub
         only = dids[0] if len(dids) == 1 else None
-        subscriber = Subscriber(matches, hub.max_queue)
+        matches = event_filter.matches
+        subscriber = Subscriber(event_filter)
+        pending = subscriber.pending
+        loop = hub.loop
+        assert loop is not None
         try:
             while True:
-                # Catch up from the table until level with the hub.
-                while position < hub.position:
+                if hub.closing:
+                    raise shutting_down(position)
+                # Attach, taking what we missed from the hub's recent events; when those
+                # are gone from memory, catch up from the table first (and try again).
+                while not hub.attach(subscriber, position):
                     records, position = await self._rt.run(self._catch_up, position, only)
                     for record in records:
                         if matches(record.agent_did, _wire_type(record)):
-                            yield out(Delivery(record).response)
-                # No await between this comparison and attach (see the module docstring).
-                if position < hub.position:
-                    continue
-                if hub.closing:
-                    raise shutting_down(position)
-                hub.attach(subscriber)
+                            await write(Delivery(record).bytes_for(event_filter))
+                    if hub.closing:
+                        raise shutting_down(position)
+                # Live: whatever the hub appended, in order.
                 while True:
-                    delivery = await subscriber.queue.get()
-                    if delivery is None:
-                        if hub.closing:
-                            raise shutting_down(position)
-                        break  # detached for falling behind: back to the table
+                    if not pending:
+                        if subscriber.detached:
+                            break  # fell behind (or stopping): back to the table
+                        await subscriber.wait(loop)
+                        continue
+                    delivery = pending.popleft()
                     if delivery.seq <= position:
                         continue
                     position = delivery.seq
-                    yield out(delivery.response)
+                    await write(delivery.bytes_for(event_filter))
         finally:
             hub.detach(subscriber)
 
-    def _filters(self, request: events_pb2.WatchRequest) -> tuple[list[str], list[int], bool]:
+    def _filters(self, request: events_pb2.WatchRequest) -> EventFilter:
         principal = current_principal()
         if len(request.agent_dids) > MAX_AGENT_FILTER:
             raise invalid("agent_dids", f"at most {MAX_AGENT_FILTER} agents per stream")
@@ -173,7 +201,7 @@ class EventService(events_pb2_grpc.EventServiceServicer):
                 )
             else:
                 redact = True
-        return dids, types, redact
+        return EventFilter(frozenset(dids), frozenset(types), redact)
 
     def _snapshot(self, dids: Sequence[str] | None) -> tuple[list[events_pb2.AgentState], int]:
         with self._rt.store.read() as view:
@@ -222,26 +250,6 @@ class EventService(events_pb2_grpc.EventServiceServicer):
             # Everything up to `latest` was scanned in this snapshot.
             return records, max(latest, position)
         return records, records[-1].seq
-
-
-def _identity_only(state: events_pb2.AgentState) -> events_pb2.AgentState:
-    """A peer's state without its trust: status and key only; the sandbox ring, fail-closed."""
-    return events_pb2.AgentState(
-        did=state.did,
-        status=state.status,
-        current_kid=state.current_kid,
-        effective_ring=3,
-        granted_ring=3,
-    )
-
-
-def _redacted(response: events_pb2.WatchResponse) -> events_pb2.WatchResponse:
-    if not response.HasField("event") or not response.event.HasField("state"):
-        return response
-    copy = events_pb2.WatchResponse()
-    copy.CopyFrom(response)
-    copy.event.state.CopyFrom(_identity_only(response.event.state))
-    return copy
 
 
 def _wire_type(record: EventRecord) -> int:

@@ -302,8 +302,7 @@ def _pool_verify(chunk: bytes) -> bytes:
     from registry.services.verify import _batch_part
 
     request = verify_pb2.VerifyBatchRequest.FromString(chunk)
-    part = _batch_part(_WORKER["verifier"], request.messages, 0, len(request.messages))
-    return bytes(part.SerializeToString())
+    return _batch_part(_WORKER["verifier"], request.messages, 0, len(request.messages))
 
 
 def pool_figures(
@@ -337,11 +336,11 @@ def pool_figures(
         def with_threads(deadline: float) -> int:
             n = 0
             while time.perf_counter() < deadline:
-                first, second = threads.map(
+                parts = threads.map(
                     lambda h: _batch_part(verifier, h.messages, 0, len(h.messages)), halves
                 )
-                first.MergeFromString(second.SerializeToString())  # as the registry joins them
-                n += len(first.verdicts)
+                merged = b"".join(parts)  # as the registry joins them
+                n += len(verify_pb2.VerifyBatchResponse.FromString(merged).verdicts)
             return n
 
         def with_processes(deadline: float) -> int:

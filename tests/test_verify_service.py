@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -241,3 +242,40 @@ def test_a_rotation_is_honoured_by_the_next_call(registry: RunningRegistry) -> N
     assert verdict(alice.identity, at - timedelta(seconds=1)) == "Valid"
     assert verdict(alice.identity, at + timedelta(seconds=1)) == "RevokedKey"
     assert verdict(new, at + timedelta(seconds=1)) == "Valid"
+
+
+def test_batch_verdicts_encode_as_the_protobuf_library_encodes_them() -> None:
+    """The batch path's pieced-together encoding is byte for byte the library's."""
+    from mesh.envelope import Envelope, StaticKeys, Verifier
+    from mesh.keys import IdentityKey
+    from registry.services.verify import _batch_part, _make_verdict, _NotChecked, _verdict
+
+    keys = [IdentityKey.generate() for _ in range(3)]
+    verifier = Verifier(
+        StaticKeys.inception(*(k.public_key for k in keys[:2])),
+        audience=[ME, "spiffe://test.mesh/agent/other"],
+        replay=_NotChecked(),
+    )
+    signed = [
+        sign_message(
+            keys[i % 3], str(keys[i % 3].did()), ("t", "application/json")[i % 2],
+            b"%d" % i, (ME, "spiffe://test.mesh/agent/other", "spiffe://x/y")[i % 4 % 3],
+            now=datetime(1970, 1, 1, tzinfo=UTC) if i == 4 else None,
+        )
+        for i in range(40)
+    ]
+    items = [verify_pb2.SignedMessage(envelope_binary=e.to_bytes()) for e in signed]
+    items += [
+        verify_pb2.SignedMessage(envelope_json=signed[0].to_json()),
+        verify_pb2.SignedMessage(jws="x.y.z"),
+        verify_pb2.SignedMessage(),
+        verify_pb2.SignedMessage(envelope_binary=signed[1].to_bytes()[:-3]),
+    ]
+    encoded = _batch_part(verifier, items, 0, len(items))
+    expected = verify_pb2.VerifyBatchResponse(
+        verdicts=[_verdict(verifier, item, _make_verdict) for item in items]
+    )
+    assert encoded == expected.SerializeToString()
+    names = {v.reason_name for v in expected.verdicts}
+    assert {"Valid", "UnknownKey", "WrongAudience", "MalformedMessage", "Expired"} <= names
+    assert Envelope.from_bytes(items[0].envelope_binary) == signed[0]

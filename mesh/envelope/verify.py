@@ -113,24 +113,37 @@ class Verifier:
         ``now`` checks the time rule at another instant than the verifier's
         clock (the replay guard keeps its own clock).
         """
-        form = self._check_shape(message)
-        public_key = self._check_key(message.sender, message.kid, message.issued_at)
+        # The rules in order. Where a rule is a cheap test, the test is made here and its
+        # method only runs to name the failure: this is the hot path of every receiver.
+        if type(message) is Envelope and len(message.payload) <= self._max_payload:
+            form = "envelope"
+        else:
+            form = self._check_shape(message)
+        sender, issued_at, expires_at = message.sender, message.issued_at, message.expires_at
+        public_key = self._check_key(sender, message.kid, issued_at)
         self._check_signature(public_key, message.signed_bytes, message.signature)
-        self._check_audience(message.audience)
-        self._check_time(
-            message.issued_at, message.expires_at, self._clock() if now is None else _at(now)
-        )
-        self._check_replay(message.sender, message.nonce, message.expires_at)
+        audience = message.audience
+        if audience not in self._audiences and not self._any_audience:
+            self._check_audience(audience)
+        at = self._clock() if now is None else _at(now)
+        skew = self._skew
+        if (
+            expires_at - issued_at > self._max_lifetime
+            or at < issued_at - skew
+            or at >= expires_at + skew
+        ):
+            self._check_time(issued_at, expires_at, at)
+        self._check_replay(sender, message.nonce, expires_at)
         # _make skips the named tuple's Python-level __new__: this is the hot path.
         return VerifiedMessage._make(
             (
-                message.sender,
+                sender,
                 message.kid,
                 message.payload_type,
                 message.payload,
-                message.audience,
-                message.issued_at,
-                message.expires_at,
+                audience,
+                issued_at,
+                expires_at,
                 message.nonce,
                 form,
             )

@@ -5,8 +5,15 @@ signals, a tenth with a recent violation), then times:
 
   trust_recompute_<db>_full_s         first full recompute: every agent scored, state,
                                       history and score/tier/ring events written
+  trust_recompute_<db>_full_cpu_s     CPU time of this process during it (all threads;
+                                      PostgreSQL's own work is not in it, SQLite's is)
+  trust_recompute_<db>_cpu_us_per_agent  that CPU time per agent
+  trust_recompute_<db>_loop_stall_ms  longest gap seen by an asyncio loop ticking every
+                                      1 ms on another thread during the full run (what a
+                                      server's event loop would have waited)
   trust_recompute_<db>_compute_only_s the pure part alone (scores, ring decisions, next
-                                      due times; no store), one core: the floor for one run
+                                      due times, breakdown and event payloads; no store),
+                                      one core: the floor for one run
   trust_recompute_<db>_agents_per_s   N / full time
   trust_recompute_<db>_events         events written by that run
   trust_recompute_<db>_due_s          a due-only run right after (what the scheduler does)
@@ -18,11 +25,13 @@ N defaults to 100,000 (BENCH_TRUST_AGENTS overrides).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert
 
 from registry.scoring import Recomputer
-from registry.scoring.recompute import compute_one
+from registry.scoring.recompute import VIOLATION_HALF_LIVES
 from registry.store import open_store
 from registry.store.schema import Agent, AgentKey, TrustSignal, TrustState
 
@@ -96,21 +105,56 @@ def populate(store: Any, n: int) -> None:
                 tx.unit.execute(insert(table), rows[start : start + step])  # type: ignore[arg-type]
 
 
+class LoopTicker:
+    """An asyncio loop on its own thread, ticking every millisecond; ``stall_ms`` is
+    the longest gap between two ticks beyond the millisecond asked for."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._tick()), daemon=True)
+
+    async def _tick(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            self.worst = max(self.worst, now - last - 0.001)
+            last = now
+
+    def __enter__(self) -> LoopTicker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def stall_ms(self) -> float:
+        return round(self.worst * 1000, 1)
+
+
 def measure(name: str, store: Any) -> dict[str, Any]:
     store.upgrade()
     populate(store, N)
     recomputer = Recomputer(store)
-    # The pure part alone (trust scoring, ring decision, next due time), for the split.
-    with store.read() as view:
-        agents = view.trust.inputs()
+    # The pure part alone, on the rows and violations a full run reads.
     now = store.now()
+    with store.read() as view:
+        rows = view.trust.scoring_inputs()
+        since = now - recomputer.policy.violation_recency.half_life * VIOLATION_HALF_LIVES
+        violations = view.trust.violations(since)
     t0 = time.perf_counter()
-    for agent in agents:
-        compute_one(agent, (), now, recomputer.policy)
+    recomputer.scorer.score(rows, violations, now)
     compute_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    full = recomputer.run(everything=True)
-    full_s = time.perf_counter() - t0
+    del rows, violations
+    with LoopTicker() as ticker:
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        full = recomputer.run(everything=True)
+        full_s = time.perf_counter() - t0
+        full_cpu = time.process_time() - c0
     t0 = time.perf_counter()
     due = recomputer.run()
     due_s = time.perf_counter() - t0
@@ -118,6 +162,9 @@ def measure(name: str, store: Any) -> dict[str, Any]:
     assert full.examined == N
     return {
         f"trust_recompute_{name}_full_s": round(full_s, 2),
+        f"trust_recompute_{name}_full_cpu_s": round(full_cpu, 2),
+        f"trust_recompute_{name}_cpu_us_per_agent": round(full_cpu / N * 1e6, 1),
+        f"trust_recompute_{name}_loop_stall_ms": ticker.stall_ms,
         f"trust_recompute_{name}_compute_only_s": round(compute_s, 2),
         f"trust_recompute_{name}_agents_per_s": round(N / full_s),
         f"trust_recompute_{name}_events": full.events,

@@ -15,7 +15,7 @@ from mesh.keys import IdentityKey
 from registry.events import types as event_types
 from registry.scoring import Recomputer, current_state
 from registry.store import Store, open_store
-from registry.store.repos.trust import SignalRow
+from registry.store.repos.trust import ScoringInput, SignalRow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 REPORTER = "spiffe://test.mesh/reporter/sre"
@@ -213,3 +213,82 @@ def test_one_recompute_at_a_time_across_replicas(
     finally:
         first.close()
         second.close()
+
+
+def test_stored_results_match_the_public_api(store: Store, clock: Clock) -> None:
+    """What a run stores (state, breakdown, due time, history, events) is what the public
+    ``trust`` API computes from the same rows: the lean read and bulk writes lose nothing."""
+    import json
+
+    from test_trust_recompute_batch import reference
+
+    dids = add_agent(store, 4)
+    report(store, dids[0], "a", 0.97, clock.now - timedelta(hours=3))
+    report(store, dids[1], "b", 0.4, clock.now - timedelta(minutes=5), violation="high")
+    Recomputer(store).run(everything=True)  # a first placement for everyone
+    clock.advance(hours=2)
+    report(store, dids[2], "c", 0.1, clock.now, violation="critical")
+    with store.read() as view:
+        before = {r[0]: r for r in view.trust.scoring_inputs()}
+        since = clock.now - timedelta(days=300)
+        violations = view.trust.violations(since)
+    latest = store.latest_event_seq()
+    result = Recomputer(store).run(everything=True)
+    assert result.examined == 4 and result.changed >= 1
+    with store.read() as view:
+        written = view.events.since(latest, limit=100)
+        for did, row in before.items():
+            expected, changed, events = reference(
+                row, violations.get(did, []), clock.now, Recomputer(store).policy
+            )
+            state = view.trust.state(did)
+            assert state is not None and not state.dirty
+            assert state.breakdown == json.loads(expected.pop("breakdown"))
+            assert {k: getattr(state, k) for k in expected} == expected
+            assert state.computed_at == clock.now
+            history = view.trust.history(did, limit=1)
+            assert (history[0].computed_at == clock.now) is changed
+            assert [(e.type, e.payload) for e in written if e.agent_did == did] == [
+                (t, p) for t, _, p in events
+            ]
+    assert [e.seq for e in written] == list(range(latest + 1, latest + 1 + result.events))
+
+
+def test_batches_written_beside_the_compute_commit_in_order(store: Store, clock: Clock) -> None:
+    dids = add_agent(store, 7)
+    latest = store.latest_event_seq()
+    result = Recomputer(store, batch=2).run()  # four batches: the writer thread is used
+    assert (result.examined, result.changed, result.events) == (7, 7, 14)
+    with store.read() as view:
+        written = view.events.since(latest, limit=100)
+    assert [e.seq for e in written] == list(range(latest + 1, latest + 15))
+    assert result.last_sequence == latest + 14
+    # Batches commit in input order; within an agent, score then tier.
+    order = [e.agent_did for e in written if e.type == "trust.score_changed"]
+    with store.read() as view:
+        assert order == [r[0] for r in view.trust.scoring_inputs()]
+    assert sorted(order) == sorted(dids)
+    assert Recomputer(store, batch=2).run().examined == 0  # nothing due right after
+
+
+def test_a_failed_batch_write_fails_the_run(store: Store, clock: Clock) -> None:
+    from sqlalchemy import delete, insert
+
+    from registry.store.errors import StoreError
+    from registry.store.schema import SequenceCounter
+
+    add_agent(store, 5)
+    counters = SequenceCounter.__table__
+    latest = store.latest_event_seq()
+    with store.transaction() as tx:
+        tx.unit.execute(delete(counters).where(counters.c.name == "events"))
+    try:
+        with pytest.raises(StoreError, match="counter 'events' is missing"):
+            Recomputer(store, batch=2).run(everything=True)
+    finally:
+        with store.transaction() as tx:
+            tx.unit.execute(insert(counters).values(name="events", value=latest))
+    with store.read() as view:
+        # Nothing committed: no agent has a score.
+        assert all(ScoringInput(*r).score is None for r in view.trust.scoring_inputs())
+    assert Recomputer(store, batch=2).run().examined == 5

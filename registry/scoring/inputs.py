@@ -1,4 +1,4 @@
-"""Stored inputs -> ``trust.AgentSignals`` (pure)."""
+"""Stored inputs -> ``trust.AgentSignals``, and factor inputs as JSON (pure)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from registry.store.repos.trust import AgentInputs, ViolationRow
+from registry.store.repos.trust import ScoringInput, ScoringRow, ViolationRow
 from trust import (
     AgentSignals,
     AuditCompleteness,
@@ -20,19 +20,21 @@ from trust import (
 REGISTRY_SOURCE = "registry"
 
 
-def to_signals(agent: AgentInputs, violations: Sequence[ViolationRow]) -> AgentSignals:
-    state = agent.state
+def to_signals(stored: ScoringRow, violations: Sequence[ViolationRow]) -> AgentSignals:
+    """The ``trust`` signals of one stored agent (the recompute itself goes straight
+    from the row to the scoring kernel; this is the same reading, as objects)."""
+    row = ScoringInput(*stored)
     sr = eb = au = None
-    if state is not None:
-        if state.success_rate is not None:
-            value, at, by = state.success_rate
-            sr = SuccessRate(value, at, by or "unknown")
-        if state.error_budget is not None:
-            value, at, by = state.error_budget
-            eb = ErrorBudget(value, at, by or "unknown")
-        if state.audit_completeness is not None:
-            value, at, by = state.audit_completeness
-            au = AuditCompleteness(value, at, by or "unknown")
+    if row.success_rate is not None and row.success_rate_at is not None:
+        sr = SuccessRate(row.success_rate, row.success_rate_at, row.success_rate_by or "unknown")
+    if row.error_budget is not None and row.error_budget_at is not None:
+        eb = ErrorBudget(row.error_budget, row.error_budget_at, row.error_budget_by or "unknown")
+    if row.audit_completeness is not None and row.audit_completeness_at is not None:
+        au = AuditCompleteness(
+            row.audit_completeness,
+            row.audit_completeness_at,
+            row.audit_completeness_by or "unknown",
+        )
     return AgentSignals(
         success_rate=sr,
         error_budget_remaining=eb,
@@ -41,13 +43,13 @@ def to_signals(agent: AgentInputs, violations: Sequence[ViolationRow]) -> AgentS
             for v in violations
         ),
         credential=(
-            CredentialAge(agent.key_valid_from, REGISTRY_SOURCE)
-            if agent.key_valid_from is not None
+            CredentialAge(row.key_valid_from, REGISTRY_SOURCE)
+            if row.key_valid_from is not None
             else None
         ),
         audit_log_completeness=au,
-        observed_since=agent.created_at,
-        terminated=agent.status != "active",
+        observed_since=row.created_at,
+        terminated=row.status != "active",
     )
 
 

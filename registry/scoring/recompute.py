@@ -6,47 +6,59 @@ One run:
 2. read, in one snapshot, every due agent's inputs (never computed, new input,
    time-dependent factors due per ``trust.next_recompute_due``, a promotion
    being held, or the agent row changed since) and the recent violations;
-3. compute each score, ring decision (hysteresis) and next due time;
+3. compute each score, ring decision (hysteresis) and next due time, in one
+   pass per agent (:class:`BatchScorer` over ``trust``'s scoring kernel);
 4. per batch, in ONE transaction: the new trust states, a history point for
    every agent whose score, tier or ring changed, and the score/tier/ring
    events (each carrying the agent's state after the change).
 
 Nothing is written as an event unless it changed; an agent whose score did
-not move only gets its ``next_due_at`` and ``dirty`` updated.
+not move only gets its state row rewritten (``next_due_at``, ``dirty`` ...).
+
+A run of several batches writes batch N on a second thread while batch N+1 is
+computed; batches commit one after another, in order. The compute pauses
+briefly every few milliseconds so the server's event loop (Watch streams,
+RPCs) keeps getting the GIL during a large run.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from json.encoder import encode_basestring_ascii as _js
+from types import TracebackType
 from typing import Any
 
 from registry.events import types as event_types
-from registry.scoring.inputs import json_inputs, to_signals
 from registry.scoring.lock import RecomputeLock
-from registry.scoring.state import state_payload
-from registry.store.repos.trust import AgentInputs, ViolationRow
-from trust import (
-    ExecutionRing,
-    Policy,
-    RingState,
-    compute_score,
-    decide,
-    next_recompute_due,
-)
+from registry.store.repos.trust import ScoreRow, ScoringRow, ViolationRow
+from trust import FACTOR_NAMES, Policy
+from trust.kernel import RING_LABELS, Evaluation
+from trust.rings import TERMINATED_RING_REASON, ring_step
+from trust.tiers import TIERS
 
 log = logging.getLogger(__name__)
 
-SANDBOX = int(ExecutionRing.SANDBOX)
+SANDBOX = 3
 #: Violations older than this many half-lives weigh nothing measurable (2**-30).
 VIOLATION_HALF_LIVES = 30
-#: The compute pauses for a moment after this many agents, so the server's event
-#: loop (Watch streams, RPCs) gets the GIL while a large run computes.
-YIELD_EVERY = 250
+#: The compute pauses for YIELD_SECONDS once it has run this long without a
+#: pause, so the server's event loop (Watch streams, RPCs) gets the GIL while a
+#: large run computes (the writer thread gets it then too).
+YIELD_AFTER_SECONDS = 0.010
 YIELD_SECONDS = 0.001
+#: How often (in agents) the compute looks at the clock for a pause.
+_YIELD_CHECK = 32
+
+_SCORE_CHANGED = event_types.SCORE_CHANGED
+_TIER_CHANGED = event_types.TIER_CHANGED
+_RING_CHANGED = event_types.RING_CHANGED
+_TIER_RANK = {tier.value: rank for rank, tier in enumerate(TIERS)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +71,248 @@ class RecomputeResult:
     skipped: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    row: dict[str, Any]
-    history: dict[str, Any] | None
-    events: list[tuple[str, str | None, dict[str, Any]]]
+@dataclass(slots=True)
+class ScoredBatch:
+    """A batch's results, ready to store: one :data:`ScoreRow` per agent (fields
+    named by ``ScoreResult``) and the events (type, agent, JSON payload) of those
+    that changed, in agent order."""
+
+    results: list[ScoreRow]
+    events: list[tuple[str, str | None, str]]
+
+
+class BatchScorer:
+    """Scores stored inputs under one policy, many agents at a time (pure: no I/O).
+
+    Per agent: one kernel evaluation (factors, score, tier, next due time), one
+    ring step (hysteresis), the breakdown and the event payloads written straight
+    as JSON text. The JSON is the same document ``json.dumps`` makes of
+    ``Score.factors`` (see ``registry.scoring.inputs.json_inputs``) and of the
+    events' payloads; a property test holds the two paths equal.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        k = policy.kernel
+        self._kernel = k
+        w = k.weights
+
+        def head(i: int) -> str:
+            return f'{{"name": "{FACTOR_NAMES[i]}", "value": %r, "weight": {w[i]!r}, "points": %r'
+
+        def prior_only(i: int, prior: float) -> str:
+            return (head(i) % (prior, 1000.0 * (w[i] * prior))) + (
+                f', "inputs": {{"prior": {prior!r}}}}}'
+            )
+
+        fading = (
+            (0, policy.success_rate),
+            (1, policy.error_budget_remaining),
+            (4, policy.audit_log_completeness),
+        )
+        #: Per fading factor: (template with a report, JSON without one).
+        self._fading = tuple(
+            (
+                head(i)
+                + ', "inputs": {"reported": %r, "source": %s, "age_s": %r, "ramp": ['
+                + f"{fp.zero_at!r}, {fp.full_at!r}, %r], "
+                + f'"faded": %r, "prior": {fp.prior!r}}}}}',
+                prior_only(i, fp.prior),
+            )
+            for i, fp in fading
+        )
+        self._violation = (
+            head(2)
+            + ', "inputs": {"observed_s": %s, "clean": %r, '
+            + f'"clean_prior": {policy.violation_recency.clean_record_prior!r}, '
+            + '"violations": %d, "heaviest": %s}}'
+        )
+        c = policy.credential_age
+        self._credential = (
+            head(3)
+            + ', "inputs": {"age_s": %r, "source": "registry", '
+            + f'"limits_s": [{c.soft_limit_s!r}, {c.hard_limit_s!r}], "floor": {c.floor!r}}}}}'
+        )
+        self._credential_unknown = prior_only(3, c.prior)
+
+    def score(
+        self,
+        rows: Sequence[ScoringRow],
+        violations: Mapping[str, Sequence[ViolationRow]],
+        now: datetime,
+        *,
+        pause: bool = False,
+    ) -> ScoredBatch:
+        """Score ``rows`` at ``now``. With ``pause``, sleep ``YIELD_SECONDS`` after
+        every ``YIELD_AFTER_SECONDS`` of work (see the module docstring)."""
+        results: list[ScoreRow] = []
+        events: list[tuple[str, str | None, str]] = []
+        one = self._one
+        clock = time.perf_counter
+        last = clock()
+        for i, row in enumerate(rows):
+            if pause and i % _YIELD_CHECK == 0 and clock() - last >= YIELD_AFTER_SECONDS:
+                time.sleep(YIELD_SECONDS)
+                last = clock()
+            results.append(one(row, violations.get(row[0], ()), now, events))
+        return ScoredBatch(results, events)
+
+    def _one(
+        self,
+        row: ScoringRow,
+        vios: Sequence[ViolationRow],
+        now: datetime,
+        events: list[tuple[str, str | None, str]],
+    ) -> ScoreRow:
+        (
+            did, status, granted, created_at, current_kid, key_at, _, prev_score, prev_tier,
+            stored_ring, held, held_since, sr, sr_at, sr_by, eb, eb_at, eb_by, au, au_at, au_by,
+        ) = row
+        k = self._kernel
+        terminated = status != "active"
+        sr_age = 0.0 if sr_at is None else (now - sr_at).total_seconds()
+        eb_age = 0.0 if eb_at is None else (now - eb_at).total_seconds()
+        au_age = 0.0 if au_at is None else (now - au_at).total_seconds()
+        v_ages: list[float] = []
+        pairs: list[tuple[float, float]] = []
+        if vios:
+            severity = k.severity_weights
+            for v in vios:
+                age = (now - v.occurred_at).total_seconds()
+                v_ages.append(age)
+                pairs.append((severity[v.severity], age))
+        observed = (now - created_at).total_seconds()
+        key_age = None if key_at is None else (now - key_at).total_seconds()
+        ev = k.evaluate(
+            sr, sr_age, eb, eb_age, au, au_age, pairs, observed, key_age, terminated, True
+        )
+        score = ev.score
+        tier = ev.tier.value
+        labels = RING_LABELS
+
+        # The ring: first placement follows the score; afterwards, the state machine.
+        candidate: int | None = None
+        since: datetime | None = None
+        if prev_score is None:
+            if terminated:
+                ring, reason = SANDBOX, TERMINATED_RING_REASON
+            else:
+                allowed = k.tier_rings[_TIER_RANK[tier]]
+                ring = granted if granted > allowed else allowed
+                reason = (
+                    f"first placement: score {score} ({tier}) allows {labels[allowed]}, "
+                    f"operator granted {labels[granted]}"
+                )
+        else:
+            stored = min(max(stored_ring, 0), SANDBOX)
+            if held is None or held_since is None or held >= stored:
+                held = held_since = None
+            step = ring_step(
+                stored, held, held_since, granted, score, now, self.policy, terminated
+            )
+            ring, candidate, since, reason = (
+                step.effective,
+                step.candidate,
+                step.candidate_since,
+                step.reason,
+            )
+
+        due = None if ev.due_us is None else now + timedelta(microseconds=ev.due_us)
+        if since is not None:
+            promotion = since + k.hold
+            if due is None or promotion < due:
+                due = promotion
+
+        # The breakdown, as JSON text.
+        values = ev.values
+        weights = k.weights
+        fading = self._fading_json
+        f = values[2]
+        heaviest = "null"
+        if ev.heaviest >= 0:
+            v = vios[ev.heaviest]
+            age = v_ages[ev.heaviest]
+            heaviest = (
+                f"[{_js(v.severity)}, {age if age > 0.0 else 0.0!r}, {_js(v.reason)}, "
+                f"{ev.heaviest_penalty!r}]"
+            )
+        violation = self._violation % (
+            f,
+            1000.0 * (weights[2] * f),
+            repr(observed if observed > 0.0 else 0.0),
+            ev.clean,
+            len(vios),
+            heaviest,
+        )
+        if key_age is None:
+            credential = self._credential_unknown
+        else:
+            f = values[3]
+            credential = self._credential % (
+                f,
+                1000.0 * (weights[3] * f),
+                key_age if key_age > 0.0 else 0.0,
+            )
+        breakdown = (
+            f"[{fading(ev, 0, 0, sr, sr_by, sr_age)}, {fading(ev, 1, 1, eb, eb_by, eb_age)}, "
+            f"{violation}, {credential}, {fading(ev, 2, 4, au, au_by, au_age)}]"
+        )
+
+        # What subscribers were last told: a first score follows the grant alone, and
+        # an inactive agent has been in the sandbox since the event that made it so.
+        if terminated:
+            prev_ring = SANDBOX
+        elif prev_score is None:
+            prev_ring = granted
+        else:
+            prev_ring = stored_ring
+        changed = score != prev_score or tier != prev_tier or ring != prev_ring
+        if changed:
+            effective = SANDBOX if terminated else (granted if granted > ring else ring)
+            state = (
+                f'{{"status": {_js(status)}, "granted_ring": {granted}, '
+                f'"effective_ring": {effective}, "score": {score}, "tier": "{tier}", '
+                f'"current_kid": {_js(current_kid)}}}'
+            )
+            if score != prev_score:
+                old = "null" if prev_score is None else str(prev_score)
+                events.append(
+                    (_SCORE_CHANGED, did, f'{{"old": {old}, "new": {score}, "state": {state}}}')
+                )
+            if tier != prev_tier:
+                old = "null" if prev_tier is None else _js(prev_tier)
+                events.append(
+                    (_TIER_CHANGED, did, f'{{"old": {old}, "new": "{tier}", "state": {state}}}')
+                )
+            if ring != prev_ring:
+                events.append(
+                    (
+                        _RING_CHANGED,
+                        did,
+                        f'{{"old": {prev_ring}, "new": {ring}, "reason": {_js(reason)}, '
+                        f'"state": {state}}}',
+                    )
+                )
+        return (did, score, tier, ring, candidate, since, reason, breakdown, due, changed)
+
+    def _fading_json(
+        self, ev: Evaluation, i: int, factor: int, raw: float | None, by: str, age: float
+    ) -> str:
+        """Fading factor ``factor`` (the ``i``-th fading one) of ``ev`` as JSON."""
+        with_report, without = self._fading[i]
+        ramped, decayed = ev.ramps[i], ev.decays[i]
+        if raw is None or ramped is None or decayed is None:
+            return without
+        f = ev.values[factor]
+        return with_report % (
+            f,
+            1000.0 * (self._kernel.weights[factor] * f),
+            raw,
+            _js(by or "unknown"),
+            age if age > 0.0 else 0.0,
+            ramped,
+            1.0 - decayed,
+        )
 
 
 class Recomputer:
@@ -81,6 +330,7 @@ class Recomputer:
         self.policy = policy or Policy.default()
         self.batch = batch
         self.lock = RecomputeLock(store)
+        self.scorer = BatchScorer(self.policy)
         self._on_commit = on_commit
 
     def close(self) -> None:
@@ -107,171 +357,91 @@ class Recomputer:
         since = now - policy.violation_recency.half_life * VIOLATION_HALF_LIVES
         with self.store.read() as view:
             due_at = None if (everything or dids is not None) else now
-            agents = view.trust.inputs(dids=dids, due_at=due_at)
-            if not agents:
+            rows = view.trust.scoring_inputs(dids=dids, due_at=due_at)
+            if not rows:
                 return RecomputeResult()
             # Few agents: fetch only theirs; many: one scan of the window is cheaper.
-            wanted = [a.did for a in agents] if len(agents) <= 500 else None
+            wanted = [r[0] for r in rows] if len(rows) <= 500 else None
             violations = view.trust.violations(since, dids=wanted)
-        examined = changed = events = 0
-        last_seq = 0
-        for chunk, outcomes in self._outcomes(agents, violations, now):
-            rows = [o.row for o in outcomes]
-            history = [o.history for o in outcomes if o.history is not None]
-            new_events = [e for o in outcomes for e in o.events]
-            with self.store.transaction() as tx:
-                missing = [a.did for a in chunk if a.state is None]
-                tx.trust.ensure_states(
-                    missing, default_ring=SANDBOX, dirty=False, updated_at=now
-                )
-                tx.trust.write_results(rows, read_at=now)
-                tx.trust.add_history(history)
-                seq = tx.trust.append_events(new_events)
-            examined += len(chunk)
-            changed += len(history)
-            events += len(new_events)
-            last_seq = seq or last_seq
-        result = RecomputeResult(examined, changed, events, last_seq)
+        chunks = [rows[i : i + self.batch] for i in range(0, len(rows), self.batch)]
+        writer = _Writer(self.store, now)
+        if len(chunks) == 1:
+            writer.write(self.scorer.score(chunks[0], violations, now))
+        else:
+            with writer.running():
+                for chunk in chunks:
+                    writer.put(self.scorer.score(chunk, violations, now, pause=True))
+        result = RecomputeResult(
+            writer.examined, writer.changed, writer.events, writer.last_seq
+        )
         if self._on_commit is not None:
             self._on_commit(result)
         return result
 
-    def _outcomes(
-        self, agents: list[AgentInputs], violations: dict[str, list[ViolationRow]], now: datetime
-    ) -> Iterator[tuple[list[AgentInputs], list[_Outcome]]]:
-        policy = self.policy
-        for start in range(0, len(agents), self.batch):
-            chunk = agents[start : start + self.batch]
-            outcomes = []
-            for i, agent in enumerate(chunk):
-                if i and i % YIELD_EVERY == 0:
-                    time.sleep(YIELD_SECONDS)
-                outcomes.append(compute_one(agent, violations.get(agent.did, ()), now, policy))
-            yield chunk, outcomes
+
+class _Writer:
+    """Stores scored batches, each in one transaction, in the order given; with
+    :meth:`running`, on a thread of its own while the caller computes the next."""
+
+    def __init__(self, store: Any, now: datetime) -> None:
+        self._store = store
+        self._now = now
+        self.examined = self.changed = self.events = self.last_seq = 0
+        self._queue: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+
+    def write(self, batch: ScoredBatch) -> None:
+        now = self._now
+        with self._store.transaction() as tx:
+            changed = tx.trust.write_scores(batch.results, computed_at=now, read_at=now)
+            # Events last: the sequence counter stays locked until the commit.
+            seq = tx.trust.append_event_rows(batch.events)
+        self.examined += len(batch.results)
+        self.changed += changed
+        self.events += len(batch.events)
+        self.last_seq = seq or self.last_seq
+
+    def put(self, batch: ScoredBatch) -> None:
+        """Queue ``batch`` (waits while the previous one is still being written);
+        raises the writer's error if a write failed."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def running(self) -> _Running:
+        return _Running(self)
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is not None:
+                continue  # a batch failed: drop the rest (the caller raises)
+            try:
+                self.write(batch)
+            except BaseException as error:  # re-raised on the caller's thread
+                self._error = error
 
 
-def compute_one(
-    agent: AgentInputs, violations: Sequence[ViolationRow], now: datetime, policy: Policy
-) -> _Outcome:
-    """One agent's score, ring decision, next due time, and what changed (pure)."""
-    signals = to_signals(agent, violations)
-    score = compute_score(signals, policy, now)
-    granted = ExecutionRing(agent.granted_ring)
-    terminated = agent.status != "active"
-    st = agent.state
-    if st is None or st.score is None:
-        ring_state = RingState.initial(granted, score.value, policy, terminated=terminated)
-        reason = (
-            f"first placement: score {score.value} ({score.tier.value}) allows "
-            f"{policy.rings.tier_rings.ring(score.tier).label}, operator granted "
-            f"{granted.label}"
+class _Running:
+    def __init__(self, writer: _Writer) -> None:
+        self._writer = writer
+        self._thread = threading.Thread(
+            target=writer._loop, name="trust-recompute-writer", daemon=True
         )
-        if terminated:
-            reason = "agent is terminated or revoked: sandbox, every call denied"
-    else:
-        decision = decide(
-            _ring_state(st.effective_ring, st.candidate_ring, st.candidate_since),
-            granted,
-            score.value,
-            now,
-            policy,
-            terminated=terminated,
-        )
-        ring_state, reason = decision.new_state, decision.reason
-    due = next_recompute_due(signals, policy, now)
-    promotion = ring_state.promotion_due_at(policy)
-    if promotion is not None and (due is None or promotion < due):
-        due = promotion
-    ring = int(ring_state.effective)
-    tier = score.tier.value
-    row = {
-        "did": agent.did,
-        "score": score.value,
-        "tier": tier,
-        "effective_ring": ring,
-        "candidate_ring": (
-            int(ring_state.candidate) if ring_state.candidate is not None else None
-        ),
-        "candidate_since": ring_state.candidate_since,
-        "ring_reason": reason,
-        "breakdown": [
-            {
-                "name": f.name,
-                "value": f.value,
-                "weight": f.weight,
-                "points": f.contribution,
-                "inputs": json_inputs(f.inputs),
-            }
-            for f in score.factors
-        ],
-        "next_due_at": due,
-        "computed_at": now,
-    }
-    # What subscribers were last told: a first score follows the grant alone, and
-    # an inactive agent has been in the sandbox since the event that made it so.
-    prev_score = st.score if st is not None else None
-    prev_tier = st.tier if st is not None else None
-    if terminated:
-        prev_ring = SANDBOX
-    elif st is None or st.score is None:
-        prev_ring = agent.granted_ring
-    else:
-        prev_ring = st.effective_ring
-    published_ring = ring
-    events: list[tuple[str, str | None, dict[str, Any]]] = []
-    if score.value == prev_score and tier == prev_tier and published_ring == prev_ring:
-        return _Outcome(row, None, events)
-    state = state_payload(
-        status=agent.status,
-        granted_ring=agent.granted_ring,
-        current_kid=agent.current_kid,
-        score=score.value,
-        tier=tier,
-        effective_ring=ring,
-    )
-    if score.value != prev_score:
-        events.append(
-            (
-                event_types.SCORE_CHANGED,
-                agent.did,
-                {"old": prev_score, "new": score.value, "state": dict(state)},
-            )
-        )
-    if tier != prev_tier:
-        events.append(
-            (
-                event_types.TIER_CHANGED,
-                agent.did,
-                {"old": prev_tier, "new": tier, "state": dict(state)},
-            )
-        )
-    if published_ring != prev_ring:
-        events.append(
-            (
-                event_types.RING_CHANGED,
-                agent.did,
-                {
-                    "old": prev_ring,
-                    "new": published_ring,
-                    "reason": reason,
-                    "state": dict(state),
-                },
-            )
-        )
-    history = {
-        "did": agent.did,
-        "computed_at": now,
-        "score": score.value,
-        "tier": tier,
-        "effective_ring": published_ring,
-    }
-    return _Outcome(row, history, events)
 
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self._writer
 
-def _ring_state(
-    effective: int, candidate: int | None, since: datetime | None
-) -> RingState:
-    ring = ExecutionRing(min(max(effective, 0), SANDBOX))
-    if candidate is None or since is None or candidate >= ring:
-        return RingState(ring)
-    return RingState(ring, ExecutionRing(candidate), since)
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._writer._queue.put(None)
+        self._thread.join()
+        if kind is None and self._writer._error is not None:
+            raise self._writer._error

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Table,
-    and_,
     bindparam,
     case,
     delete,
@@ -27,9 +27,11 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import NullType
 
 from registry.store._internal import checks
 from registry.store._internal.unit import Unit
@@ -156,6 +158,76 @@ class SnapshotRow:
     effective_ring: int | None
 
 
+class ScoringInput(NamedTuple):
+    """The fields of a :data:`ScoringRow`, named (``ScoringInput(*row)``).
+
+    One agent's stored inputs for the recompute (:meth:`TrustReader.scoring_inputs`).
+    A fading signal is present when its value and time both are (``*_by``: the
+    reporter, ``""`` if unknown). ``has_state``: the agent has a trust-state row
+    (``effective_ring`` is 3 when it has none); ``score`` is None until its first
+    computation.
+    """
+
+    did: str
+    status: str
+    granted_ring: int
+    created_at: datetime
+    current_kid: str
+    key_valid_from: datetime | None
+    has_state: bool
+    score: int | None
+    tier: str | None
+    effective_ring: int
+    candidate_ring: int | None
+    candidate_since: datetime | None
+    success_rate: float | None
+    success_rate_at: datetime | None
+    success_rate_by: str
+    error_budget: float | None
+    error_budget_at: datetime | None
+    error_budget_by: str
+    audit_completeness: float | None
+    audit_completeness_at: datetime | None
+    audit_completeness_by: str
+
+
+class ScoreResult(NamedTuple):
+    """The fields of a :data:`ScoreRow`, named (``ScoreResult(*row)``).
+
+    One agent's computed trust, as :meth:`TrustRepository.write_scores` stores it.
+    ``breakdown`` is the per-factor breakdown already as JSON text; ``changed``:
+    the score, tier or ring changed, so a history point is written too.
+    """
+
+    did: str
+    score: int
+    tier: str
+    effective_ring: int
+    candidate_ring: int | None
+    candidate_since: datetime | None
+    ring_reason: str
+    breakdown: str
+    next_due_at: datetime | None
+    changed: bool
+
+
+# The recompute moves these as plain tuples, not as the named tuples above: the
+# garbage collector stops tracking a plain tuple of plain values, so 100,000 of
+# them add nothing to its full collections (which would stall the whole process).
+#: :class:`ScoringInput`'s fields, as a plain tuple.
+ScoringRow = tuple[
+    str, str, int, datetime, str, datetime | None, bool, int | None, str | None, int,
+    int | None, datetime | None,
+    float | None, datetime | None, str,
+    float | None, datetime | None, str,
+    float | None, datetime | None, str,
+]
+#: :class:`ScoreResult`'s fields, as a plain tuple.
+ScoreRow = tuple[
+    str, int, str, int, int | None, datetime | None, str, str, datetime | None, bool
+]
+
+
 def _fading(m: Any, kind: str) -> tuple[float, datetime, str] | None:
     value_col, at_col, by_col = FADING_COLUMNS[kind]
     if m[value_col] is None or m[at_col] is None:
@@ -184,17 +256,137 @@ def _state(m: Any) -> TrustStateRecord:
 
 
 def _current_keys() -> Any:
-    """(did, kid, valid_from) of every agent's newest key."""
-    newest = (
-        select(_K.c.did, func.max(_K.c.key_index).label("key_index"))
-        .group_by(_K.c.did)
-        .subquery("newest")
+    """(did, kid, valid_from) of every agent's newest key: the key no later key of
+    the same agent follows. An anti-join on the (did, key_index) primary key, which
+    both databases run in one pass over the keys even without table statistics (a
+    freshly loaded PostgreSQL table has none; a max() per agent then planned badly)."""
+    later = _K.alias("later")
+    newer = (
+        select(later.c.did)
+        .where(later.c.did == _K.c.did, later.c.key_index > _K.c.key_index)
+        .exists()
     )
-    return (
-        select(_K.c.did, _K.c.kid, _K.c.valid_from)
-        .join(newest, and_(_K.c.did == newest.c.did, _K.c.key_index == newest.c.key_index))
-        .subquery("current_key")
-    )
+    return select(_K.c.did, _K.c.kid, _K.c.valid_from).where(~newer).subquery("current_key")
+
+
+# -- bulk statements of the recompute (write_scores, append_event_rows) ---------
+# Written out once: building and compiling them per batch costs more than the
+# database's own work. Column names are those of registry.store.schema.
+
+_SQLITE_UPSERT_STATES = """
+INSERT INTO trust_states (did, score, tier, effective_ring, candidate_ring, candidate_since,
+                          ring_reason, breakdown, dirty, next_due_at, computed_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
+ON CONFLICT (did) DO UPDATE SET
+    score = excluded.score, tier = excluded.tier, effective_ring = excluded.effective_ring,
+    candidate_ring = excluded.candidate_ring, candidate_since = excluded.candidate_since,
+    ring_reason = excluded.ring_reason, breakdown = excluded.breakdown,
+    next_due_at = excluded.next_due_at, computed_at = excluded.computed_at,
+    updated_at = excluded.updated_at,
+    dirty = CASE WHEN trust_states.updated_at > ? THEN trust_states.dirty ELSE 0 END
+"""
+_SQLITE_UPSERT_HISTORY = """
+INSERT INTO trust_score_history (did, computed_at, score, tier, effective_ring)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (did, computed_at) DO UPDATE SET
+    score = excluded.score, tier = excluded.tier, effective_ring = excluded.effective_ring
+"""
+_SQLITE_INSERT_EVENTS = (
+    "INSERT INTO events (seq, type, agent_did, payload, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+# PostgreSQL: a ScoreRow's fields, in order, are the temporary table's columns.
+_PG_CREATE_BATCH = """
+CREATE TEMPORARY TABLE trust_scores_batch (
+    did text PRIMARY KEY, score integer, tier text, effective_ring integer,
+    candidate_ring integer, candidate_since timestamptz, ring_reason text, breakdown jsonb,
+    next_due_at timestamptz, changed boolean
+) ON COMMIT DROP
+"""
+_PG_COPY_BATCH = (
+    "COPY trust_scores_batch (did, score, tier, effective_ring, candidate_ring, "
+    "candidate_since, ring_reason, breakdown, next_due_at, changed) FROM STDIN"
+)
+_PG_UPSERT_STATES = """
+INSERT INTO trust_states (did, score, tier, effective_ring, candidate_ring, candidate_since,
+                          ring_reason, breakdown, dirty, next_due_at, computed_at, updated_at)
+SELECT did, score, tier, effective_ring, candidate_ring, candidate_since, ring_reason,
+       breakdown, false, next_due_at, %(computed_at)s, %(now)s
+FROM trust_scores_batch
+ON CONFLICT (did) DO UPDATE SET
+    score = excluded.score, tier = excluded.tier, effective_ring = excluded.effective_ring,
+    candidate_ring = excluded.candidate_ring, candidate_since = excluded.candidate_since,
+    ring_reason = excluded.ring_reason, breakdown = excluded.breakdown,
+    next_due_at = excluded.next_due_at, computed_at = excluded.computed_at,
+    updated_at = excluded.updated_at,
+    dirty = CASE WHEN trust_states.updated_at > %(read_at)s THEN trust_states.dirty ELSE false END
+"""
+_PG_INSERT_HISTORY = """
+INSERT INTO trust_score_history (did, computed_at, score, tier, effective_ring)
+SELECT did, %(computed_at)s, score, tier, effective_ring FROM trust_scores_batch WHERE changed
+ON CONFLICT (did, computed_at) DO UPDATE SET
+    score = excluded.score, tier = excluded.tier, effective_ring = excluded.effective_ring
+"""
+_PG_COPY_EVENTS = "COPY events (seq, type, agent_did, payload, created_at) FROM STDIN"
+
+
+def _due_conditions(due_at: datetime) -> list[ColumnElement[bool]]:
+    """Due: never computed, new input, time-dependent factors due, a promotion being
+    held, or the agent row changed since (grant, revocation)."""
+    return [
+        _S.c.did.is_(None),
+        _S.c.dirty == true(),
+        _S.c.next_due_at <= due_at,
+        _S.c.candidate_since.is_not(None),
+        _S.c.computed_at < _A.c.updated_at,
+    ]
+
+
+def _connection(unit: Unit) -> Connection:
+    """``unit``'s open connection, for driver-level bulk statements inside the same
+    transaction (executemany without per-row statement processing; COPY)."""
+    conn: Connection | None = unit._conn
+    if conn is None:
+        raise StoreError("this transaction is already finished")
+    return conn
+
+
+def _driver(unit: Unit) -> Any:
+    """``unit``'s psycopg connection (PostgreSQL COPY)."""
+    driver = _connection(unit).connection.driver_connection
+    if driver is None:
+        raise StoreError("this transaction's connection is closed")
+    return driver
+
+
+def _raw(column: Any) -> Any:
+    """``column`` as the driver returns it (no type processing on the way out)."""
+    return type_coerce(column, NullType())
+
+
+def _time_reader(dialect: str) -> Any:
+    """Driver value -> aware datetime (or None). SQLite holds UTC text in
+    SQLAlchemy's fixed layout; psycopg returns aware datetimes already."""
+    if dialect != "sqlite":
+        return _same
+    parse = datetime.fromisoformat
+
+    def sqlite_time(value: str | None) -> datetime | None:
+        return None if value is None else parse(value + "+00:00")
+
+    return sqlite_time
+
+
+def _same(value: datetime | None) -> datetime | None:
+    return value
+
+
+def _sqlite_time(value: datetime) -> str:
+    """An aware datetime in the text layout :class:`UTCDateTime` stores on SQLite."""
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise StoreError(f"timestamp {value!r} has no time zone")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 class TrustReader:
@@ -259,14 +451,7 @@ class TrustReader:
         if dids is not None:
             query = query.where(_A.c.did.in_(list(dids)))
         if due_at is not None:
-            conditions: list[ColumnElement[bool]] = [
-                _S.c.did.is_(None),
-                _S.c.dirty == true(),
-                _S.c.next_due_at <= due_at,
-                _S.c.candidate_since.is_not(None),
-                _S.c.computed_at < _A.c.updated_at,
-            ]
-            query = query.where(or_(*conditions))
+            query = query.where(or_(*_due_conditions(due_at)))
         out: list[AgentInputs] = []
         for row in self._unit.execute(query):
             m = row._mapping
@@ -283,6 +468,82 @@ class TrustReader:
                     current_kid=m["kid"] or "",
                     key_valid_from=m["valid_from"],
                     state=state,
+                )
+            )
+        return out
+
+    def scoring_inputs(
+        self,
+        *,
+        dids: Sequence[str] | None = None,
+        due_at: datetime | None = None,
+    ) -> list[ScoringRow]:
+        """:meth:`inputs`, lean: only what scoring reads, as plain tuples in
+        :class:`ScoringInput`'s field order (one query; timestamps straight from the
+        driver, no per-column type processing)."""
+        key = _current_keys()
+        query = (
+            select(
+                _A.c.did,
+                _A.c.status,
+                _A.c.granted_ring,
+                _raw(_A.c.created_at),
+                key.c.kid,
+                _raw(key.c.valid_from),
+                _S.c.did.label("s_did"),
+                _S.c.score,
+                _S.c.tier,
+                _S.c.effective_ring,
+                _S.c.candidate_ring,
+                _raw(_S.c.candidate_since),
+                _S.c.success_rate,
+                _raw(_S.c.success_rate_at),
+                _S.c.success_rate_by,
+                _S.c.error_budget,
+                _raw(_S.c.error_budget_at),
+                _S.c.error_budget_by,
+                _S.c.audit_completeness,
+                _raw(_S.c.audit_completeness_at),
+                _S.c.audit_completeness_by,
+            )
+            .select_from(_A)
+            .outerjoin(key, key.c.did == _A.c.did)
+            .outerjoin(_S, _S.c.did == _A.c.did)
+        )
+        if dids is not None:
+            query = query.where(_A.c.did.in_(list(dids)))
+        if due_at is not None:
+            query = query.where(or_(*_due_conditions(due_at)))
+        t = _time_reader(self._unit.dialect)
+        out: list[ScoringRow] = []
+        append = out.append
+        rows: Any = self._unit.execute(query)
+        for (
+            did, status, granted, created, kid, valid_from, s_did, score, tier, ring,
+            cand, cand_since, sr, sr_at, sr_by, eb, eb_at, eb_by, au, au_at, au_by,
+        ) in rows:
+            if s_did is None:
+                append(
+                    (
+                        did, status, int(granted), t(created), kid or "", t(valid_from),
+                        False, None, None, 3, None, None,
+                        None, None, "", None, None, "", None, None, "",
+                    )
+                )
+                continue
+            if sr is None or sr_at is None:
+                sr = sr_at = None
+            if eb is None or eb_at is None:
+                eb = eb_at = None
+            if au is None or au_at is None:
+                au = au_at = None
+            append(
+                (
+                    did, status, int(granted), t(created), kid or "", t(valid_from),
+                    True, score, tier, int(ring), cand, t(cand_since),
+                    None if sr is None else float(sr), t(sr_at), sr_by or "",
+                    None if eb is None else float(eb), t(eb_at), eb_by or "",
+                    None if au is None else float(au), t(au_at), au_by or "",
                 )
             )
         return out
@@ -530,6 +791,101 @@ class TrustRepository(TrustReader):
         self._unit.last_event_seq = last
         return last
 
+    def write_scores(
+        self, results: Sequence[ScoreRow], *, computed_at: datetime, read_at: datetime
+    ) -> int:
+        """Store a recompute's results (:data:`ScoreRow`) in bulk: each agent's trust
+        state (the row is created if missing), and a history point for each result
+        marked ``changed``.
+        Returns how many history points were written.
+
+        ``dirty`` is cleared only for agents whose inputs did not change after
+        ``read_at`` (as :meth:`write_results`). Statements are compiled once per
+        batch: SQLite executemany; PostgreSQL COPY into a temporary table, then one
+        upsert and one history insert from it.
+        """
+        self._require_writable()
+        if not results:
+            return 0
+        if self._unit.dialect == "postgresql":
+            return self._write_scores_pg(results, computed_at=computed_at, read_at=read_at)
+        t = _sqlite_time
+        at, now, read = t(computed_at), t(self._unit.now), t(read_at)
+        conn = _connection(self._unit)
+        conn.exec_driver_sql(
+            _SQLITE_UPSERT_STATES,
+            [
+                (
+                    did, score, tier, ring, candidate,
+                    None if since is None else t(since),
+                    reason, breakdown,
+                    None if due is None else t(due),
+                    at, now, read,
+                )
+                for did, score, tier, ring, candidate, since, reason, breakdown, due, _ in results
+            ],
+        )
+        history = [(r[0], at, r[1], r[2], r[3]) for r in results if r[9]]
+        if history:
+            conn.exec_driver_sql(_SQLITE_UPSERT_HISTORY, history)
+        return len(history)
+
+    def _write_scores_pg(
+        self, results: Sequence[ScoreRow], *, computed_at: datetime, read_at: datetime
+    ) -> int:
+        raw = _driver(self._unit)
+        changed = 0
+        with raw.cursor() as cur:
+            cur.execute(_PG_CREATE_BATCH)
+            with cur.copy(_PG_COPY_BATCH) as copy:
+                write = copy.write_row
+                for r in results:
+                    write(r)
+                    changed += r[9]
+            params = {"computed_at": computed_at, "now": self._unit.now, "read_at": read_at}
+            cur.execute(_PG_UPSERT_STATES, params)
+            if changed:
+                cur.execute(_PG_INSERT_HISTORY, params)
+        return changed
+
+    def append_event_rows(self, events: Sequence[tuple[str, str | None, str]]) -> int:
+        """:meth:`append_events` with each payload already JSON text (a JSON object):
+        one sequence allocation, then executemany (SQLite) or COPY (PostgreSQL).
+        Same guarantees: commit order, gap-free. Returns the last seq (0: none)."""
+        self._require_writable()
+        if not events:
+            return 0
+        n = len(events)
+        stmt = (
+            update(_C)
+            .where(_C.c.name == EVENTS_COUNTER)
+            .values(value=_C.c.value + n)
+            .returning(_C.c.value)
+        )
+        last = self._unit.execute(stmt).scalar_one_or_none()
+        if last is None:
+            raise StoreError("sequence counter 'events' is missing", hint="run `mesh db upgrade`")
+        last = int(last)
+        first = last - n + 1
+        if self._unit.dialect == "postgresql":
+            now = self._unit.now
+            raw = _driver(self._unit)
+            with raw.cursor() as cur, cur.copy(_PG_COPY_EVENTS) as copy:
+                write = copy.write_row
+                for i, (type_, did, payload) in enumerate(events):
+                    write((first + i, type_, did, payload, now))
+        else:
+            at = _sqlite_time(self._unit.now)
+            _connection(self._unit).exec_driver_sql(
+                _SQLITE_INSERT_EVENTS,
+                [
+                    (first + i, type_, did, payload, at)
+                    for i, (type_, did, payload) in enumerate(events)
+                ],
+            )
+        self._unit.last_event_seq = last
+        return last
+
     def prune_events(self, *, before: datetime, keep_last: int = 1) -> int:
         """Delete events created before ``before``, always keeping the newest
         ``keep_last``; returns how many were deleted. Watch streams resuming from a
@@ -548,6 +904,10 @@ __all__ = [
     "RESULT_COLUMNS",
     "AgentInputs",
     "HistoryRecord",
+    "ScoreResult",
+    "ScoreRow",
+    "ScoringInput",
+    "ScoringRow",
     "SignalRow",
     "SnapshotRow",
     "TrustReader",

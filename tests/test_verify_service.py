@@ -269,6 +269,7 @@ def test_batch_verdicts_encode_as_the_protobuf_library_encodes_them() -> None:
         verify_pb2.SignedMessage(envelope_json=signed[0].to_json()),
         verify_pb2.SignedMessage(jws="x.y.z"),
         verify_pb2.SignedMessage(),
+        verify_pb2.SignedMessage(envelope_binary=b""),
         verify_pb2.SignedMessage(envelope_binary=signed[1].to_bytes()[:-3]),
     ]
     encoded = _batch_part(verifier, items, 0, len(items))

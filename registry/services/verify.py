@@ -192,10 +192,32 @@ def _batch_part(
     """The verdicts of ``messages[start:stop]`` as an encoded ``VerifyBatchResponse``.
 
     Encoded responses concatenate into one (their only field is repeated), so the
-    parts of a batch are joined as bytes and read once.
+    parts of a batch are joined as bytes and read once. The binary form, what a
+    batch mostly carries, skips the dispatch on the form (a non-empty
+    ``envelope_binary`` is the message's form); the rest go through :func:`_verdict`.
     """
     encode = _VerdictEncoder()
-    return b"".join([_verdict(verifier, messages[i], encode) for i in range(start, stop)])
+    verify = verifier.verify
+    from_bytes = Envelope.from_bytes
+    out = []
+    for i in range(start, stop):
+        message = messages[i]
+        binary = message.envelope_binary
+        if not binary:
+            out.append(_verdict(verifier, message, encode))
+            continue
+        try:
+            parsed = from_bytes(binary)
+        except EnvelopeError as exc:
+            out.append(encode(exc, None))
+            continue
+        try:
+            verify(parsed)
+        except EnvelopeError as exc:
+            out.append(encode(exc, parsed))
+            continue
+        out.append(encode(None, parsed))
+    return b"".join(out)
 
 
 def _parse(message: verify_pb2.SignedMessage) -> Envelope | JwsMessage:
@@ -273,13 +295,17 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _encoded_field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field: tag, length, bytes."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+def _field_prefix(number: int, length: int) -> bytes:
+    """The tag and length of a length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(length)
 
 
 _VERDICTS_FIELD = verify_pb2.VerifyBatchResponse.DESCRIPTOR.fields_by_name["verdicts"].number
 _NONCE_FIELD = verify_pb2.Verdict.DESCRIPTOR.fields_by_name["nonce"].number
+# Prefixes of the lengths met in practice (a valid verdict is a few hundred bytes; a
+# nonce at most 64), looked up instead of encoded.
+_VERDICT_PREFIX = tuple(_field_prefix(_VERDICTS_FIELD, n) for n in range(2048))
+_NONCE_PREFIX = tuple(_field_prefix(_NONCE_FIELD, n) for n in range(128))
 
 
 class _VerdictEncoder:
@@ -287,24 +313,21 @@ class _VerdictEncoder:
 
     A valid verdict is assembled from pieces the protobuf library encoded once and
     that repeat within a batch: the head (validity and the sender, kid, type and
-    audience, which a batch from a few senders to one audience shares) and each
-    time; only the nonce is new. Encoding pieces in field order and concatenating
+    audience, which a batch from a few senders to one audience shares) and the two
+    times; only the nonce is new. Encoding pieces in field order and concatenating
     them gives the bytes the library would give for the whole verdict
     (tests/test_verify_service.py compares them). Refusals are encoded whole.
     """
 
-    __slots__ = ("_expires", "_heads", "_issued")
+    __slots__ = ("_heads", "_times")
 
     def __init__(self) -> None:
         self._heads: dict[tuple[str, str, str, str], bytes] = {}
-        self._issued: dict[int, bytes] = {}
-        self._expires: dict[int, bytes] = {}
+        self._times: dict[tuple[int, int], bytes] = {}
 
     def __call__(self, error: EnvelopeError | None, parsed: Envelope | JwsMessage | None) -> bytes:
         if error is not None or parsed is None:
-            return _encoded_field(
-                _VERDICTS_FIELD, _make_verdict(error, parsed).SerializeToString()
-            )
+            return _entry(_make_verdict(error, parsed).SerializeToString())
         key = (parsed.sender, parsed.kid, parsed.payload_type, parsed.audience)
         head = self._heads.get(key)
         if head is None:
@@ -317,18 +340,23 @@ class _VerdictEncoder:
                 payload_type=key[2],
                 audience=key[3],
             ).SerializeToString()
-        issued = self._issued.get(parsed.issued_at)
-        if issued is None:
-            issued = self._issued[parsed.issued_at] = verify_pb2.Verdict(
-                issued_at={"seconds": parsed.issued_at}
+        span = (parsed.issued_at, parsed.expires_at)
+        times = self._times.get(span)
+        if times is None:
+            times = self._times[span] = verify_pb2.Verdict(
+                issued_at={"seconds": span[0]}, expires_at={"seconds": span[1]}
             ).SerializeToString()
-        expires = self._expires.get(parsed.expires_at)
-        if expires is None:
-            expires = self._expires[parsed.expires_at] = verify_pb2.Verdict(
-                expires_at={"seconds": parsed.expires_at}
-            ).SerializeToString()
-        verdict = head + issued + expires + _encoded_field(_NONCE_FIELD, parsed.nonce)
-        return _encoded_field(_VERDICTS_FIELD, verdict)
+        nonce = parsed.nonce
+        size = len(nonce)
+        prefix = _NONCE_PREFIX[size] if size < 128 else _field_prefix(_NONCE_FIELD, size)
+        return _entry(b"".join((head, times, prefix, nonce)))
+
+
+def _entry(verdict: bytes) -> bytes:
+    """An encoded verdict as an entry of ``VerifyBatchResponse.verdicts``."""
+    size = len(verdict)
+    prefix = _VERDICT_PREFIX[size] if size < 2048 else _field_prefix(_VERDICTS_FIELD, size)
+    return prefix + verdict
 
 
 __all__ = ["MAX_BATCH", "StoreSource", "VerifyService"]

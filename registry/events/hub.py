@@ -24,7 +24,9 @@ re-attaches (see ``registry.events.watch``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import itertools
 import json
 from collections import deque
 from collections.abc import Sequence
@@ -43,6 +45,10 @@ log = structlog.get_logger(__name__)
 
 #: Events kept in memory for streams resuming close behind the hub.
 RECENT_EVENTS = 4096
+
+
+def _seq(delivery: Delivery) -> int:
+    return delivery.seq
 
 
 class EventSource(Protocol):
@@ -243,13 +249,22 @@ class EventHub:
         """Are all the events after ``position`` in :attr:`recent` (or yet to come)?"""
         return position >= self._floor
 
+    def since(self, position: int, limit: int) -> list[Delivery] | None:
+        """Up to ``limit`` recent events after ``position``, in order; None when
+        some of them are no longer held (the table has them)."""
+        if not self.holds(position):
+            return None
+        recent = self.recent
+        start = bisect.bisect_right(recent, position, key=_seq)
+        return list(itertools.islice(recent, start, start + limit))
+
     def attach(self, subscriber: Subscriber, position: int) -> bool:
         """Deliver to ``subscriber`` every event after ``position`` from now on.
 
         The events between ``position`` and :attr:`position` are taken from
         :attr:`recent` into its mailbox first. False (not attached) when they
         are no longer all in memory, or are more than its mailbox holds: the
-        stream catches up from the table, then tries again. Synchronous, so
+        stream catches up (:meth:`since`, or the table), then tries again. Synchronous, so
         nothing can be delivered between the backlog and the live feed. A
         ``position`` ahead of the hub (a snapshot read a commit the hub has yet
         to read) attaches with no backlog; the stream drops what it already has.

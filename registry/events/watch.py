@@ -10,8 +10,10 @@ One stream, in order:
    pruned, start again from 0) and not ahead of it;
 2. attach to the hub from the stream's position: the events since then come
    from the hub's recent events, all in one synchronous step (so nothing slips
-   between them and the live feed); when those have moved past the position,
-   catch up from the event table (the source of truth) first and try again;
+   between them and the live feed); when they are more than a mailbox holds,
+   write them from the hub's recent events first, and when those have moved
+   past the position, catch up from the event table (the source of truth)
+   first; then try again;
 3. forward the live tail, dropping anything at or below the last sequence sent;
 4. if the hub detaches the stream (its mailbox filled: a slow reader), go back
    to 2: the slow stream catches up at its own pace while the hub and every
@@ -150,13 +152,21 @@ class EventService:
             while True:
                 if hub.closing:
                     raise shutting_down(position)
-                # Attach, taking what we missed from the hub's recent events; when those
-                # are gone from memory, catch up from the table first (and try again).
+                # Attach, taking what we missed from the hub's recent events. Further
+                # behind than a mailbox holds: catch up from those events first, or from
+                # the table once they have moved on (and try again).
                 while not hub.attach(subscriber, position):
-                    records, position = await self._rt.run(self._catch_up, position, only)
-                    for record in records:
-                        if matches(record.agent_did, _wire_type(record)):
-                            await write(Delivery(record).bytes_for(event_filter))
+                    held = hub.since(position, CATCH_UP_BATCH)
+                    if held:
+                        for delivery in held:
+                            if matches(delivery.agent_did, delivery.type):
+                                await write(delivery.bytes_for(event_filter))
+                            position = delivery.seq
+                    else:
+                        records, position = await self._rt.run(self._catch_up, position, only)
+                        for record in records:
+                            if matches(record.agent_did, _wire_type(record)):
+                                await write(Delivery(record).bytes_for(event_filter))
                     if hub.closing:
                         raise shutting_down(position)
                 # Live: whatever the hub appended, in order.

@@ -10,8 +10,11 @@ committed before a call began is always honoured by that call.
 
 Verification is spread over the machine's cores with a thread pool:
 libsodium's verify runs with the GIL released (measured in bench/verify.py),
-and a batch is cut into one chunk per core. Replay is the caller's to check:
-every verdict carries the sender, nonce and expiry for its replay guard.
+and a batch is cut into one chunk per core. The rest of each message's work
+holds the GIL, so it is kept short: binary envelopes are read in one pass
+(``Envelope.from_bytes``) and each chunk writes its verdicts as encoded
+protobuf, joined as bytes. Replay is the caller's to check: every verdict
+carries the sender, nonce and expiry for its replay guard.
 """
 
 from __future__ import annotations

@@ -148,30 +148,25 @@ class EventFilter:
 
 
 class Subscriber:
-    """A Watch stream's mailbox: the deliveries not yet written, and its filter."""
+    """A Watch stream's mailbox: the deliveries not yet written, and its filter.
 
-    __slots__ = ("_waiter", "detached", "filter", "pending")
+    A stream with nothing pending parks on :attr:`waiter` (a future it sets);
+    the hub completes it when it appends or detaches.
+    """
+
+    __slots__ = ("detached", "filter", "pending", "waiter")
 
     def __init__(self, event_filter: EventFilter) -> None:
         self.filter = event_filter
         self.pending: deque[Delivery] = deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
         # Set when the hub dropped this subscriber (it fell behind, or the process stops).
         self.detached = False
 
-    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Until something is pending or the hub detaches us."""
-        waiter = loop.create_future()
-        self._waiter = waiter
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
     def wake(self) -> None:
-        waiter = self._waiter
+        waiter = self.waiter
         if waiter is not None:
-            self._waiter = None
+            self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -353,7 +348,11 @@ class EventHub:
                     pending.append(wanted[0])
                 else:
                     pending.extend(wanted)
-                subscriber.wake()
+                waiter = subscriber.waiter  # Subscriber.wake(), inlined: once per stream
+                if waiter is not None:
+                    subscriber.waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
         for subscriber in behind:
             self._drop(subscriber)
             self.detachments += 1

@@ -20,8 +20,8 @@ One stream, in order:
    other stream carry on.
 
 Events go out as the bytes the hub encoded once for every stream (see
-:func:`add_event_service`: the response serializer passes bytes through), and
-through ``context.write`` rather than a response generator.
+:func:`add_event_service`: no response serializer; snapshot items are encoded
+here), written with ``context.write`` rather than through a response generator.
 
 Filters (agent DIDs, event types) apply to both the snapshot and the events;
 registry-wide events (bundle changes) reach every stream that asks for them.
@@ -83,21 +83,15 @@ def shutting_down(position: int) -> RpcError:
     )
 
 
-def _encode(message: events_pb2.WatchResponse | bytes) -> bytes:
-    """Watch's response serializer: events arrive already encoded (once, by the hub)."""
-    if type(message) is bytes:
-        return message
-    return message.SerializeToString()  # type: ignore[union-attr]
-
-
 def add_event_service(service: EventService, server: Any) -> None:
     """Register ``service`` like the generated ``add_EventServiceServicer_to_server``,
-    with a response serializer that passes pre-encoded events through."""
+    but with no response serializer: Watch writes bytes (events as the hub encoded
+    them once for every stream)."""
     handlers = {
         "Watch": grpc.unary_stream_rpc_method_handler(
             service.Watch,
             request_deserializer=events_pb2.WatchRequest.FromString,
-            response_serializer=_encode,
+            response_serializer=None,
         )
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -126,19 +120,13 @@ class EventService:
             if request.batch_snapshot:
                 # One message per SNAPSHOT_BATCH states: a stream's cost is per message.
                 for start in range(0, len(rows), SNAPSHOT_BATCH):
-                    await write(
-                        events_pb2.WatchResponse(
-                            snapshot_batch=events_pb2.SnapshotBatch(
-                                states=rows[start : start + SNAPSHOT_BATCH]
-                            )
-                        )
-                    )
+                    batch = events_pb2.SnapshotBatch(states=rows[start : start + SNAPSHOT_BATCH])
+                    await write(events_pb2.WatchResponse(snapshot_batch=batch).SerializeToString())
             else:
                 for row in rows:
-                    await write(events_pb2.WatchResponse(snapshot=row))
-            await write(
-                events_pb2.WatchResponse(snapshot_done=events_pb2.SnapshotDone(sequence=position))
-            )
+                    await write(events_pb2.WatchResponse(snapshot=row).SerializeToString())
+            done = events_pb2.SnapshotDone(sequence=position)
+            await write(events_pb2.WatchResponse(snapshot_done=done).SerializeToString())
         else:
             # The table decides what was pruned, even when the hub still holds the events.
             await self._rt.run(self._check_resumable, position)
@@ -174,7 +162,10 @@ class EventService:
                     if not pending:
                         if subscriber.detached:
                             break  # fell behind (or stopping): back to the table
-                        await subscriber.wait(loop)
+                        # Parked until the hub appends or detaches (a cancelled stream
+                        # leaves a cancelled future the hub skips).
+                        subscriber.waiter = waiter = loop.create_future()
+                        await waiter
                         continue
                     delivery = pending.popleft()
                     if delivery.seq <= position:

@@ -158,10 +158,20 @@ class ScoringKernel:
         been observed (``None``: unknown); ``credential_s`` the age of its key
         (``None``: unknown). With ``due``, also the next due time (``due_us``).
         """
+        # Time-dependent terms, for the due time: (points left to move, half-life s).
         terms: list[tuple[float, float]] | None = [] if due and not terminated else None
-        f0, r0, d0 = _fade(self.success_rate, success_rate, success_rate_age, terms)
-        f1, r1, d1 = _fade(self.error_budget, error_budget, error_budget_age, terms)
-        f4, r4, d4 = _fade(self.audit, audit, audit_age, terms)
+        if success_rate is None:
+            f0, r0, d0 = self.success_rate[0], None, None
+        else:
+            f0, r0, d0 = _fade(self.success_rate, success_rate, success_rate_age, terms)
+        if error_budget is None:
+            f1, r1, d1 = self.error_budget[0], None, None
+        else:
+            f1, r1, d1 = _fade(self.error_budget, error_budget, error_budget_age, terms)
+        if audit is None:
+            f4, r4, d4 = self.audit[0], None, None
+        else:
+            f4, r4, d4 = _fade(self.audit, audit, audit_age, terms)
 
         # Violation recency: clean record times each violation's surviving share.
         if observed_s is None:
@@ -189,11 +199,12 @@ class ScoringKernel:
                     terms.append((points * weight * d, half_life))
 
         # Credential age: 1 up to the soft limit, then linear down to the floor.
-        c_prior, soft, hard, floor, slope = self.credential
-        ramp_term: tuple[float, float, float] | None = None
+        # The ramp as a due-time term: seconds until it starts moving, points left.
+        ramp_start = ramp_left = 0.0
         if credential_s is None:
-            f3 = c_prior
+            f3 = self.credential[0]
         else:
+            _, soft, hard, floor, slope = self.credential
             age = credential_s if credential_s > 0.0 else 0.0
             if age <= soft:
                 f3 = 1.0
@@ -203,8 +214,8 @@ class ScoringKernel:
                 # max() keeps the curve monotone where float rounding would dip below the floor.
                 f3 = max(floor, 1.0 - (1.0 - floor) * (age - soft) / (hard - soft))
             if terms is not None and age < hard and slope > 0.0:
-                # (seconds until it starts moving, slope points/s, points left to move)
-                ramp_term = (max(0.0, soft - age), slope, slope * (hard - max(age, soft)))
+                ramp_start = soft - age if soft > age else 0.0
+                ramp_left = slope * (hard - (age if age > soft else soft))
 
         w0, w1, w2, w3, w4 = self.weights
         total = 0.0
@@ -221,7 +232,9 @@ class ScoringKernel:
                 score = 0
             elif score > MAX_SCORE:
                 score = MAX_SCORE
-        due_us = None if terms is None else self._due_us(terms, ramp_term, 1000.0 * total)
+        due_us = (
+            None if terms is None else self._due_us(terms, ramp_start, ramp_left, 1000.0 * total)
+        )
         return Evaluation(
             (f0, f1, f2, f3, f4),
             total,
@@ -236,46 +249,43 @@ class ScoringKernel:
         )
 
     def _due_us(
-        self,
-        terms: list[tuple[float, float]],
-        ramp_term: tuple[float, float, float] | None,
-        raw: float,
+        self, terms: list[tuple[float, float]], ramp_start: float, ramp_left: float, raw: float
     ) -> int | None:
-        """The bound of :mod:`trust.recompute`: no term may move ``allowed / n`` points."""
+        """The bound of :mod:`trust.recompute`: no term may move ``allowed / n`` points
+        (``ramp_left``: points the credential ramp has left to move, 0 if none)."""
         n = 0
         for remaining, _ in terms:
             if remaining > EPSILON:
                 n += 1
-        if ramp_term is not None and ramp_term[2] > EPSILON:
+        if ramp_left > EPSILON:
             n += 1
         if n == 0:
             return None
         edges = self.edges
         i = bisect_left(edges, raw)
-        distance = math.inf
-        if i < len(edges):
-            distance = abs(raw - edges[i])
-        if i > 0:
-            distance = min(distance, abs(raw - edges[i - 1]))
-        allowed = min(self.tolerance, distance)
-        step = allowed / n
-        best: float | None = None
+        if i == len(edges):
+            distance = raw - edges[i - 1]
+        elif i == 0:
+            distance = edges[0] - raw
+        else:
+            distance = min(edges[i] - raw, raw - edges[i - 1])
+        step = (self.tolerance if self.tolerance < distance else distance) / n
+        best = math.inf
+        log2 = math.log2
         for remaining, half_life in terms:
-            if remaining <= step or remaining <= EPSILON:
-                continue  # it can never move `step` points from here
-            dt = -half_life * math.log2(1.0 - step / remaining)
-            if best is None or dt < best:
-                best = dt
-        if ramp_term is not None:
-            start, slope, left = ramp_term
-            if left > step:
-                dt = start + step / slope
-                if best is None or dt < best:
+            if remaining > step and remaining > EPSILON:
+                dt = -half_life * log2(1.0 - step / remaining)
+                if dt < best:
                     best = dt
-        if best is None:
+        if ramp_left > step:
+            dt = ramp_start + step / self.credential[4]
+            if dt < best:
+                best = dt
+        if best == math.inf:
             return None
         # Round down to whole microseconds: never report a due time later than the bound.
-        return math.floor(max(best, self.min_interval_s) * 1_000_000)
+        floor = self.min_interval_s
+        return math.floor((best if best > floor else floor) * 1_000_000)
 
 
 def tier_of(score: int) -> Tier:
@@ -297,14 +307,12 @@ def _fading(fp: FadingFactorPolicy, weight: float) -> tuple[float, float, float,
 
 def _fade(
     fp: tuple[float, float, float, float, float],
-    value: float | None,
+    value: float,
     age: float,
     terms: list[tuple[float, float]] | None,
-) -> tuple[float, float | None, float | None]:
-    """(factor, ramp(value), decay) of a fading report; the prior without one."""
+) -> tuple[float, float, float]:
+    """(factor, ramp(value), decay) of a fading report."""
     prior, zero_at, full_at, half_life, weight = fp
-    if value is None:
-        return prior, None, None
     if value <= zero_at:
         r = 0.0
     elif value >= full_at:

@@ -15,8 +15,10 @@ One run:
 Nothing is written as an event unless it changed; an agent whose score did
 not move only gets its state row rewritten (``next_due_at``, ``dirty`` ...).
 
-A run of several batches writes batch N on a second thread while batch N+1 is
-computed; batches commit one after another, in order. The compute pauses
+On PostgreSQL, whose server does the heavy part of a write in its own
+process, a run of several batches writes them on two writer threads while the
+next ones are computed; on SQLite, whose work runs in this process, batches
+are computed and written in turn. The compute pauses
 briefly every few milliseconds so the server's event loop (Watch streams,
 RPCs) keeps getting the GIL during a large run.
 """
@@ -54,6 +56,8 @@ YIELD_AFTER_SECONDS = 0.010
 YIELD_SECONDS = 0.001
 #: How often (in agents) the compute looks at the clock for a pause.
 _YIELD_CHECK = 32
+#: Writer threads (connections) of a multi-batch run on PostgreSQL.
+PG_WRITERS = 2
 
 _SCORE_CHANGED = event_types.SCORE_CHANGED
 _TIER_CHANGED = event_types.TIER_CHANGED
@@ -173,14 +177,10 @@ class BatchScorer:
         sr_age = 0.0 if sr_at is None else (now - sr_at).total_seconds()
         eb_age = 0.0 if eb_at is None else (now - eb_at).total_seconds()
         au_age = 0.0 if au_at is None else (now - au_at).total_seconds()
-        v_ages: list[float] = []
-        pairs: list[tuple[float, float]] = []
+        pairs: Sequence[tuple[float, float]] = ()
         if vios:
             severity = k.severity_weights
-            for v in vios:
-                age = (now - v.occurred_at).total_seconds()
-                v_ages.append(age)
-                pairs.append((severity[v.severity], age))
+            pairs = [(severity[v.severity], (now - v.occurred_at).total_seconds()) for v in vios]
         observed = (now - created_at).total_seconds()
         key_age = None if key_at is None else (now - key_at).total_seconds()
         ev = k.evaluate(
@@ -231,7 +231,7 @@ class BatchScorer:
         heaviest = "null"
         if ev.heaviest >= 0:
             v = vios[ev.heaviest]
-            age = v_ages[ev.heaviest]
+            age = pairs[ev.heaviest][1]
             heaviest = (
                 f"[{_js(v.severity)}, {age if age > 0.0 else 0.0!r}, {_js(v.reason)}, "
                 f"{ev.heaviest_penalty!r}]"
@@ -365,10 +365,16 @@ class Recomputer:
             violations = view.trust.violations(since, dids=wanted)
         chunks = [rows[i : i + self.batch] for i in range(0, len(rows), self.batch)]
         writer = _Writer(self.store, now)
-        if len(chunks) == 1:
-            writer.write(self.scorer.score(chunks[0], violations, now))
+        # PostgreSQL does the heavy part of a write in its own process: writer threads
+        # keep it busy while this thread computes. SQLite does it in this process,
+        # under the GIL between each row: a writer thread beside the compute would
+        # only trade the GIL back and forth, so batches are written in turn.
+        workers = PG_WRITERS if self.store.dialect == "postgresql" else 0
+        if len(chunks) == 1 or workers == 0:
+            for chunk in chunks:
+                writer.write(self.scorer.score(chunk, violations, now, pause=len(chunks) > 1))
         else:
-            with writer.running():
+            with writer.running(workers):
                 for chunk in chunks:
                     writer.put(self.scorer.score(chunk, violations, now, pause=True))
         result = RecomputeResult(
@@ -380,13 +386,20 @@ class Recomputer:
 
 
 class _Writer:
-    """Stores scored batches, each in one transaction, in the order given; with
-    :meth:`running`, on a thread of its own while the caller computes the next."""
+    """Stores scored batches, each in one transaction. With :meth:`running`, on
+    writer threads of their own while the caller computes the next batches.
+
+    Each batch's transaction writes its states and history, then appends its
+    events last: concurrent batches serialise on the event counter there, so
+    sequence numbers stay gap-free and in commit order (batches may commit in
+    either order; each agent's events are within one batch, in order).
+    """
 
     def __init__(self, store: Any, now: datetime) -> None:
         self._store = store
         self._now = now
         self.examined = self.changed = self.events = self.last_seq = 0
+        self._lock = threading.Lock()
         self._queue: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
 
@@ -396,20 +409,21 @@ class _Writer:
             changed = tx.trust.write_scores(batch.results, computed_at=now, read_at=now)
             # Events last: the sequence counter stays locked until the commit.
             seq = tx.trust.append_event_rows(batch.events)
-        self.examined += len(batch.results)
-        self.changed += changed
-        self.events += len(batch.events)
-        self.last_seq = seq or self.last_seq
+        with self._lock:
+            self.examined += len(batch.results)
+            self.changed += changed
+            self.events += len(batch.events)
+            self.last_seq = max(seq, self.last_seq)
 
     def put(self, batch: ScoredBatch) -> None:
-        """Queue ``batch`` (waits while the previous one is still being written);
-        raises the writer's error if a write failed."""
+        """Queue ``batch`` (waits while the writers are busy); raises a writer's
+        error if a write failed."""
         if self._error is not None:
             raise self._error
         self._queue.put(batch)
 
-    def running(self) -> _Running:
-        return _Running(self)
+    def running(self, workers: int) -> _Running:
+        return _Running(self, workers)
 
     def _loop(self) -> None:
         while True:
@@ -421,18 +435,21 @@ class _Writer:
             try:
                 self.write(batch)
             except BaseException as error:  # re-raised on the caller's thread
-                self._error = error
+                with self._lock:
+                    self._error = self._error or error
 
 
 class _Running:
-    def __init__(self, writer: _Writer) -> None:
+    def __init__(self, writer: _Writer, workers: int) -> None:
         self._writer = writer
-        self._thread = threading.Thread(
-            target=writer._loop, name="trust-recompute-writer", daemon=True
-        )
+        self._threads = [
+            threading.Thread(target=writer._loop, name=f"trust-recompute-writer-{i}", daemon=True)
+            for i in range(workers)
+        ]
 
     def __enter__(self) -> _Writer:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self._writer
 
     def __exit__(
@@ -441,7 +458,9 @@ class _Running:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._writer._queue.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._writer._queue.put(None)
+        for thread in self._threads:
+            thread.join()
         if kind is None and self._writer._error is not None:
             raise self._writer._error

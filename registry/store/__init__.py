@@ -7,12 +7,16 @@
         tx.events.append("agent.registered", did, {...})
         tx.audit.append(actor, "agent.register", did, {...})
 
+Many concurrent writers share transactions through ``store.submit(work)``
+(group commit; ``store.submit_batched`` for set-based batches).
+
 Synchronous and thread-safe: call it from worker threads. Errors are the
 named exceptions of ``registry.store.errors``; results are the dataclasses of
 ``registry.store.records``.
 """
 
 from registry.store._internal.dberrors import SchemaNotReady
+from registry.store._internal.group import Batch, Refused
 from registry.store.audit import GENESIS_HASH, verify_audit_chain
 from registry.store.engine import (
     EVENTS_CHANNEL,
@@ -54,6 +58,7 @@ __all__ = [
     "AlreadyExists",
     "AuditRecord",
     "AuditVerification",
+    "Batch",
     "ChallengeRecord",
     "Conflict",
     "EventRecord",
@@ -64,6 +69,7 @@ __all__ = [
     "Page",
     "PrincipalRecord",
     "ReadView",
+    "Refused",
     "SchemaNotReady",
     "Store",
     "StoreError",

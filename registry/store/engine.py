@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -41,9 +42,19 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
 
 from registry.store._internal.dberrors import translated
+from registry.store._internal.group import (
+    Batch,
+    GroupCall,
+    GroupStats,
+    GroupWriter,
+    Outcome,
+    apply_calls,
+)
 from registry.store._internal.unit import Unit
 from registry.store.errors import InvalidArgument, StoreError, StoreUnavailable
 from registry.store.records import AgentRecord, AuditRecord, EventRecord, Page
+from registry.store.repos import audit as audit_repo
+from registry.store.repos import events as events_repo
 from registry.store.uow import ReadView, Transaction
 
 SQLITE_FILE = "registry.db"
@@ -52,6 +63,10 @@ SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 EVENTS_CHANNEL = "trustmesh_events"
 
 _WRITE_OPTION = "trustmesh_write"
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +126,9 @@ class Store:
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
         self._local = threading.local()
+        self._group_writer: GroupWriter | None = None
+        #: Counters of group commits (``submit``), for tests, benches and metrics.
+        self.group_stats = GroupStats()
 
     # -- facts ---------------------------------------------------------------
 
@@ -170,21 +188,126 @@ class Store:
                 unit = Unit(conn, now=self.now(), dialect=self.dialect, writable=True)
                 try:
                     yield Transaction(unit)
+                    self._before_commit(unit, conn)
                 except BaseException:
                     unit.close()
                     _quiet_rollback(db_tx)
                     raise
                 unit.close()
                 with translated():
-                    if unit.last_event_seq is not None and self.dialect == "postgresql":
-                        # Delivered at commit, to every replica that LISTENs.
-                        conn.execute(
-                            text("SELECT pg_notify(:channel, :payload)"),
-                            {"channel": EVENTS_CHANNEL, "payload": str(unit.last_event_seq)},
-                        )
                     db_tx.commit()
             finally:
                 _quiet_close(conn)
+        if unit is not None and unit.last_event_seq is not None:
+            self._notify(unit.last_event_seq)
+
+    def _before_commit(self, unit: Unit, conn: Connection) -> None:
+        """Write the rows queued for commit time, then (PostgreSQL) the NOTIFY."""
+        # Counter order (events before audit), as _internal.sequence requires.
+        events_repo.flush_pending(unit)
+        audit_repo.flush_pending(unit)
+        if unit.last_event_seq is not None and self.dialect == "postgresql":
+            with translated():
+                # Delivered at commit, to every replica that LISTENs.
+                conn.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": EVENTS_CHANNEL, "payload": str(unit.last_event_seq)},
+                )
+
+    # -- group commit --------------------------------------------------------
+
+    def submit(self, work: Callable[[Transaction], T]) -> Future[T]:
+        """Run ``work(tx)`` in a shared write transaction; a future of its result.
+
+        Calls submitted while a group is being committed are applied together
+        by one writer thread in ONE transaction (one BEGIN, one COMMIT, one
+        fsync where the back end syncs), each in its own SAVEPOINT: a call that
+        raises rolls back only its own writes and its future gets its own
+        exception; the others commit. Futures are resolved after the COMMIT
+        (or with the commit's error for every call of the group, none of whose
+        writes then exist). Everything ``store.transaction()`` guarantees holds
+        per call: its writes, events and audit entries commit together or not
+        at all, event seqs are in commit order without gaps, the audit chain
+        stays linked. ``tx.events.append_at_commit`` / ``tx.audit.append_at_commit``
+        let a whole group share one counter update and one insert.
+
+        ``work`` runs on the writer thread: it must not block on other
+        threads nor open another transaction, and should only touch the store
+        (do CPU-heavy work before submitting). All calls of a group share
+        ``tx.now``, taken when the group starts.
+        """
+        return self._group().submit(GroupCall(work))
+
+    def submit_batched(self, batch: Batch[I, R], item: I) -> Future[R]:
+        """Like :meth:`submit`, for an item of ``batch``: the items of one batch in a
+        group are written together with set-based statements (``batch.apply_all``),
+        falling back to ``batch.apply_one`` for the items it refuses. Same
+        guarantees per item as :meth:`submit`."""
+        return self._group().submit(GroupCall(None, batch, item))
+
+    def write(self, work: Callable[[Transaction], T]) -> T:
+        """:meth:`submit` and wait: ``work(tx)``'s result once committed, or its error."""
+        if getattr(self._local, "in_transaction", False):
+            raise StoreError(
+                "a store transaction is already open on this thread",
+                hint="use the open transaction's repositories instead of opening another",
+            )
+        return self.submit(work).result()
+
+    def _group(self) -> GroupWriter:
+        writer = self._group_writer
+        if writer is None:
+            with self._listeners_lock:
+                if self._group_writer is None:
+                    self._group_writer = GroupWriter(self._apply_group)
+                writer = self._group_writer
+        return writer
+
+    def _apply_group(self, calls: list[GroupCall]) -> None:
+        """Apply ``calls`` in one transaction, each in a savepoint (see :meth:`submit`)."""
+        outcomes: list[Outcome] = []
+        unit: Unit | None = None
+        stats = self.group_stats
+        stats.groups += 1
+        stats.calls += len(calls)
+        stats.largest = max(stats.largest, len(calls))
+        self._local.in_transaction = True
+        try:
+            with self._writer():
+                with translated():
+                    conn = self._engine.connect()
+                try:
+                    if self.dialect == "sqlite":
+                        conn.execution_options(**{_WRITE_OPTION: True})
+                    with translated():
+                        db_tx = conn.begin()
+                    unit = Unit(conn, now=self.now(), dialect=self.dialect, writable=True)
+                    tx = Transaction(unit)
+                    try:
+                        outcomes = apply_calls(unit, tx, calls, self.group_stats)
+                        self._before_commit(unit, conn)
+                    except BaseException:
+                        unit.close()
+                        _quiet_rollback(db_tx)
+                        raise
+                    unit.close()
+                    with translated():
+                        db_tx.commit()
+                finally:
+                    _quiet_close(conn)
+        except BaseException as error:
+            # Nothing of the group exists: each call fails with the group's error.
+            stats.failed_groups += 1
+            for call in calls:
+                call.fail(error)
+            return
+        finally:
+            self._local.in_transaction = False
+        for call, ok, value in outcomes:
+            if ok:
+                call.succeed(value)
+            else:
+                call.fail(value)
         if unit is not None and unit.last_event_seq is not None:
             self._notify(unit.last_event_seq)
 
@@ -282,7 +405,11 @@ class Store:
             conn.execute(text("SELECT 1"))
 
     def close(self) -> None:
-        """Close every pooled connection. The store may not be used afterwards."""
+        """Finish queued group commits and close every pooled connection. The store
+        may not be used afterwards."""
+        writer = self._group_writer
+        if writer is not None:
+            writer.close()
         self._engine.dispose()
 
     def __enter__(self) -> Store:

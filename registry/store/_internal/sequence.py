@@ -14,8 +14,11 @@ in commit order, a reader that has seen N has seen every number below N, and
 a rollback returns its number. SQLite has a single writer, which gives the same
 order. The cost is that event writers serialise on that row for the rest of
 their transaction: append events late in a transaction, and keep transactions
-short. A distributed PostgreSQL-compatible engine keeps these semantics
-(serialisable row lock on one key); it is a deliberate hot row.
+short. ``append_at_commit`` (events and audit) queues rows that the store
+writes just before COMMIT, so the counters stay locked only for the commit
+itself; a group commit takes each counter once for the whole group. A
+distributed PostgreSQL-compatible engine keeps these semantics (serialisable
+row lock on one key); it is a deliberate hot row.
 
 Lock order: a transaction may take several counters (an audit entry and an
 event). Two transactions taking them in opposite orders would deadlock, so
@@ -39,10 +42,10 @@ COUNTER_ORDER = (EVENTS_COUNTER, AUDIT_COUNTER)
 
 _C = cast(Table, SequenceCounter.__table__)
 # Built once: statement construction costs more than SQLite's own work here.
-_NEXT = (
+_ADVANCE = (
     update(_C)
     .where(_C.c.name == bindparam("counter"))
-    .values(value=_C.c.value + 1)
+    .values(value=_C.c.value + bindparam("n"))
     .returning(_C.c.value)
 )
 _CURRENT = select(_C.c.value).where(_C.c.name == bindparam("counter"))
@@ -51,6 +54,14 @@ _LOCK = select(_C.c.value).where(_C.c.name == bindparam("counter")).with_for_upd
 
 def next_value(unit: Unit, name: str) -> int:
     """Take the next number of sequence ``name`` inside ``unit``'s transaction."""
+    return next_values(unit, name, 1)
+
+
+def next_values(unit: Unit, name: str, count: int) -> int:
+    """Take the next ``count`` numbers of sequence ``name``; returns the last of them
+    (they are ``last - count + 1 .. last``)."""
+    if count < 1:
+        raise ValueError("count must be positive")
     if name not in unit.locked_counters and unit.dialect != "sqlite":
         # SQLite has one writer at a time: nothing to order there.
         position = COUNTER_ORDER.index(name) if name in COUNTER_ORDER else len(COUNTER_ORDER)
@@ -58,7 +69,7 @@ def next_value(unit: Unit, name: str) -> int:
             if earlier not in unit.locked_counters:
                 unit.execute(_LOCK, {"counter": earlier})
                 unit.locked_counters.add(earlier)
-    row = unit.execute(_NEXT, {"counter": name}).first()
+    row = unit.execute(_ADVANCE, {"counter": name, "n": count}).first()
     if row is None:
         raise SchemaNotReady(f"sequence counter {name!r} is missing", hint="run `mesh db upgrade`")
     unit.locked_counters.add(name)

@@ -10,6 +10,11 @@ from sqlalchemy import Connection, CursorResult, Executable
 from registry.store._internal.dberrors import translated
 from registry.store.errors import StoreError
 
+#: (type, agent_did, payload): an event to append when the transaction commits.
+PendingEvent = tuple[str, str | None, dict[str, Any]]
+#: (actor, action, subject, details): an audit entry to append at commit.
+PendingAudit = tuple[str, str, str, dict[str, Any]]
+
 
 class Unit:
     """One open DB transaction (read or write) plus the time it started.
@@ -27,6 +32,9 @@ class Unit:
         self.last_event_seq: int | None = None
         # Sequence counter rows this transaction has locked (see _internal.sequence).
         self.locked_counters: set[str] = set()
+        # Rows appended at commit time (``append_at_commit``), in call order.
+        self.pending_events: list[PendingEvent] = []
+        self.pending_audit: list[PendingAudit] = []
 
     def execute(self, statement: Executable, params: Any = None) -> CursorResult[Any]:
         if self._conn is None:
@@ -38,6 +46,32 @@ class Unit:
             if params is None:
                 return self._conn.execute(statement)
             return self._conn.execute(statement, params)
+
+    def driver_execute(self, sql: str) -> None:
+        """Run a parameterless statement (SAVEPOINT, RELEASE ...) on the driver directly."""
+        if self._conn is None:
+            raise StoreError("this transaction is already finished")
+        with translated():
+            self._conn.exec_driver_sql(sql)
+
+    # -- savepoints of a group commit --------------------------------------------------
+
+    def mark(self) -> tuple[int, int, int | None, frozenset[str]]:
+        """What a savepoint must restore besides the database: see :meth:`restore`."""
+        return (
+            len(self.pending_events),
+            len(self.pending_audit),
+            self.last_event_seq,
+            frozenset(self.locked_counters),
+        )
+
+    def restore(self, mark: tuple[int, int, int | None, frozenset[str]]) -> None:
+        """Forget what was queued or locked after ``mark`` (its savepoint rolled back)."""
+        events, audit, last_seq, locked = mark
+        del self.pending_events[events:]
+        del self.pending_audit[audit:]
+        self.last_event_seq = last_seq
+        self.locked_counters = set(locked)
 
     def close(self) -> None:
         self._conn = None

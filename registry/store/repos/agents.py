@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from registry.store._internal import checks, paging
 from registry.store._internal.unit import Unit
@@ -22,6 +24,12 @@ _T = cast(Table, Agent.__table__)
 _COLS = tuple(_T.c)
 _INSERT = insert(_T)
 _BY_DID = select(*_COLS).where(_T.c.did == bindparam("did"))
+_BY_SPIFFE_ID = select(*_COLS).where(_T.c.spiffe_id == bindparam("spiffe_id"))
+# Many agents at once; one whose DID or SPIFFE ID exists is skipped, and RETURNING says which.
+_INSERT_NEW = {
+    "sqlite": sqlite.insert(_T).on_conflict_do_nothing().returning(_T.c.did),
+    "postgresql": postgresql.insert(_T).on_conflict_do_nothing().returning(_T.c.did),
+}
 
 
 def _record(row: Row[Any]) -> AgentRecord:
@@ -55,7 +63,7 @@ class AgentReader:
         return record
 
     def find_by_spiffe_id(self, spiffe_id: str) -> AgentRecord | None:
-        row = self._unit.execute(select(*_COLS).where(_T.c.spiffe_id == spiffe_id)).first()
+        row = self._unit.execute(_BY_SPIFFE_ID, {"spiffe_id": spiffe_id}).first()
         return None if row is None else _record(row)
 
     def list(
@@ -103,18 +111,7 @@ class AgentRepository(AgentReader):
     ) -> AgentRecord:
         """Insert an active agent. A duplicate DID or SPIFFE ID raises AlreadyExists."""
         now = self._unit.now
-        values = {
-            "did": checks.text("did", did, DID_LEN),
-            "name": checks.text("name", name, NAME_LEN),
-            "spiffe_id": checks.text("spiffe_id", spiffe_id, SPIFFE_ID_LEN),
-            "status": "active",
-            "granted_ring": checks.integer("granted_ring", granted_ring, 0, 3),
-            "metadata": checks.json_object("metadata", metadata),
-            "created_at": now,
-            "updated_at": now,
-            "revoked_at": None,
-            "revoke_reason": None,
-        }
+        values = self._new_values(did, name, spiffe_id, granted_ring, metadata)
         self._unit.execute(_INSERT, values)
         return AgentRecord(
             did=did,
@@ -128,6 +125,41 @@ class AgentRepository(AgentReader):
             revoked_at=None,
             revoke_reason=None,
         )
+
+    def create_many(
+        self, agents: Sequence[tuple[str, str, str, dict[str, Any] | None]]
+    ) -> set[str]:
+        """Insert many active agents ``(did, name, spiffe_id, metadata)`` (granted
+        ring 2) in one statement; returns the DIDs inserted. One whose DID or
+        SPIFFE ID is already registered is skipped, not an error (``create``
+        says AlreadyExists for it)."""
+        if not agents:
+            return set()
+        rows = [self._new_values(d, n, s, 2, m) for d, n, s, m in agents]
+        result = self._unit.execute(_INSERT_NEW[self._unit.dialect], rows)
+        return {str(row[0]) for row in result}
+
+    def _new_values(
+        self,
+        did: str,
+        name: str,
+        spiffe_id: str,
+        granted_ring: int,
+        metadata: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        now = self._unit.now
+        return {
+            "did": checks.text("did", did, DID_LEN),
+            "name": checks.text("name", name, NAME_LEN),
+            "spiffe_id": checks.text("spiffe_id", spiffe_id, SPIFFE_ID_LEN),
+            "status": "active",
+            "granted_ring": checks.integer("granted_ring", granted_ring, 0, 3),
+            "metadata": checks.json_object("metadata", metadata),
+            "created_at": now,
+            "updated_at": now,
+            "revoked_at": None,
+            "revoke_reason": None,
+        }
 
     def revoke(self, did: str, reason: str) -> AgentRecord:
         """active -> revoked. Any other current status raises FailedPrecondition."""

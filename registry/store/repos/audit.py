@@ -65,15 +65,7 @@ class AuditRepository(AuditReader):
         # Taking the number locks the counter row, so the previous row is
         # committed (or ours) and nobody else can chain onto it meanwhile.
         seq = sequence.next_value(self._unit, AUDIT_COUNTER)
-        prev_hash = GENESIS_HASH
-        if seq > 1:
-            prev = self._unit.execute(_PREV_HASH, {"seq": seq - 1}).scalar()
-            if prev is None:
-                raise StoreError(
-                    f"audit row {seq - 1} is missing; the audit trail is damaged",
-                    hint="run `mesh audit verify` and investigate before writing more",
-                )
-            prev_hash = str(prev)
+        prev_hash = _previous_hash(self._unit, seq)
         at = self._unit.now
         digest = entry_hash(
             seq=seq,
@@ -98,3 +90,73 @@ class AuditRepository(AuditReader):
             },
         )
         return AuditRecord(seq, at, actor, action, subject, doc, prev_hash, digest)
+
+    def append_at_commit(
+        self, actor: str, action: str, subject: str, details: dict[str, Any] | None = None
+    ) -> None:
+        """Append an audit entry when this transaction commits: chained like
+        :meth:`append`, and committed with the transaction's other writes or not
+        at all. The audit counter is then locked only for the commit, and a
+        group commit chains all its entries with one counter update, one read
+        of the previous hash and one insert."""
+        if not self._unit.writable:
+            raise StoreError("audit entries can only be appended inside store.transaction()")
+        self._unit.pending_audit.append(
+            (
+                checks.text("actor", actor, NAME_LEN),
+                checks.text("action", action, 64),
+                checks.text("subject", subject, SPIFFE_ID_LEN, empty_ok=True),
+                checks.json_object("details", details),
+            )
+        )
+
+
+def flush_pending(unit: Unit) -> None:
+    """Write ``unit``'s queued audit entries, chained after the newest committed one."""
+    pending = unit.pending_audit
+    if not pending:
+        return
+    last = sequence.next_values(unit, AUDIT_COUNTER, len(pending))
+    first = last - len(pending) + 1
+    prev_hash = _previous_hash(unit, first)
+    at = unit.now
+    rows = []
+    for i, (actor, action, subject, doc) in enumerate(pending):
+        seq = first + i
+        digest = entry_hash(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=doc,
+            prev_hash=prev_hash,
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "details": doc,
+                "prev_hash": prev_hash,
+                "hash": digest,
+            }
+        )
+        prev_hash = digest
+    unit.execute(_INSERT, rows)
+    unit.pending_audit = []
+
+
+def _previous_hash(unit: Unit, seq: int) -> str:
+    """The hash row ``seq`` chains to (the genesis hash for the first row)."""
+    if seq <= 1:
+        return GENESIS_HASH
+    prev = unit.execute(_PREV_HASH, {"seq": seq - 1}).scalar()
+    if prev is None:
+        raise StoreError(
+            f"audit row {seq - 1} is missing; the audit trail is damaged",
+            hint="run `mesh audit verify` and investigate before writing more",
+        )
+    return str(prev)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, delete, insert, select, update
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from registry.store._internal import checks
 from registry.store._internal.unit import Unit
@@ -16,6 +18,26 @@ from registry.store.schema import NAME_LEN, Challenge
 _T = cast(Table, Challenge.__table__)
 _COLS = tuple(_T.c)
 _INSERT = insert(_T)
+_BY_NONCE = select(*_COLS).where(_T.c.nonce == bindparam("nonce"))
+# A first use records the nonce as used at once; an existing row (a replay) is left as is.
+_INSERT_USED = {
+    "sqlite": sqlite.insert(_T).on_conflict_do_nothing(index_elements=["nonce"]),
+    "postgresql": postgresql.insert(_T).on_conflict_do_nothing(index_elements=["nonce"]),
+}
+# RETURNING says whether the row went in (psycopg reports no rowcount here).
+_INSERT_USED = {name: stmt.returning(_T.c.nonce) for name, stmt in _INSERT_USED.items()}
+_CONSUME = (
+    update(_T)
+    .where(
+        _T.c.nonce == bindparam("b_nonce"),
+        _T.c.purpose == bindparam("b_purpose"),
+        _T.c.trust_domain == bindparam("b_trust_domain"),
+        _T.c.used_at.is_(None),
+        _T.c.expires_at > bindparam("b_now"),
+    )
+    .values(used_at=bindparam("b_used_at"))
+    .returning(*_COLS)
+)
 
 
 def _record(row: Row[Any]) -> ChallengeRecord:
@@ -35,7 +57,7 @@ class ChallengeReader:
         self._unit = unit
 
     def find(self, nonce: str) -> ChallengeRecord | None:
-        row = self._unit.execute(select(*_COLS).where(_T.c.nonce == nonce)).first()
+        row = self._unit.execute(_BY_NONCE, {"nonce": nonce}).first()
         return None if row is None else _record(row)
 
 
@@ -63,19 +85,16 @@ class ChallengeRepository(ChallengeReader):
         issued for. Unknown -> NotFound; used, expired or issued for something
         else -> FailedPrecondition."""
         now = self._unit.now
-        stmt = (
-            update(_T)
-            .where(
-                _T.c.nonce == nonce,
-                _T.c.purpose == purpose,
-                _T.c.trust_domain == trust_domain,
-                _T.c.used_at.is_(None),
-                _T.c.expires_at > now,
-            )
-            .values(used_at=now)
-            .returning(*_COLS)
-        )
-        row = self._unit.execute(stmt).first()
+        row = self._unit.execute(
+            _CONSUME,
+            {
+                "b_nonce": nonce,
+                "b_purpose": purpose,
+                "b_trust_domain": trust_domain,
+                "b_now": now,
+                "b_used_at": now,
+            },
+        ).first()
         if row is not None:
             return _record(row)
         current = self.find(nonce)
@@ -91,6 +110,54 @@ class ChallengeRepository(ChallengeReader):
             f"{current.trust_domain!r}, not {purpose!r} in {trust_domain!r}",
             hint=hint,
         )
+
+    def use(
+        self, *, nonce: str, purpose: str, trust_domain: str, expires_at: datetime
+    ) -> ChallengeRecord:
+        """Record the one use of a challenge this registry minted statelessly:
+        ``create`` and ``consume`` in one statement. A nonce already in the table
+        (used, or created and not yet used) goes through :meth:`consume`, so a
+        replay raises FailedPrecondition exactly as there."""
+        now = self._unit.now
+        expires_at = checks.aware("expires_at", expires_at)
+        if expires_at <= now:
+            raise FailedPrecondition("challenge expired", hint="request a new challenge")
+        values = {
+            "nonce": checks.text("nonce", nonce, 128),
+            "purpose": checks.text("purpose", purpose, 64),
+            "trust_domain": checks.text("trust_domain", trust_domain, NAME_LEN),
+            "created_at": now,
+            "expires_at": expires_at,
+            "used_at": now,
+        }
+        inserted = self._unit.execute(_INSERT_USED[self._unit.dialect], values).first()
+        if inserted is not None:
+            return ChallengeRecord(nonce, purpose, trust_domain, now, expires_at, now)
+        return self.consume(nonce, purpose=purpose, trust_domain=trust_domain)
+
+    def use_many(self, uses: Sequence[tuple[str, str, str, datetime]]) -> set[str]:
+        """:meth:`use` for many ``(nonce, purpose, trust_domain, expires_at)`` in one
+        statement; returns the nonces recorded. One already in the table, given
+        twice, or expired is not recorded (``use`` says why)."""
+        now = self._unit.now
+        rows: dict[str, dict[str, Any]] = {}
+        for nonce, purpose, trust_domain, expires_at in uses:
+            expires_at = checks.aware("expires_at", expires_at)
+            nonce = checks.text("nonce", nonce, 128)
+            if expires_at <= now or nonce in rows:
+                continue
+            rows[nonce] = {
+                "nonce": nonce,
+                "purpose": checks.text("purpose", purpose, 64),
+                "trust_domain": checks.text("trust_domain", trust_domain, NAME_LEN),
+                "created_at": now,
+                "expires_at": expires_at,
+                "used_at": now,
+            }
+        if not rows:
+            return set()
+        result = self._unit.execute(_INSERT_USED[self._unit.dialect], list(rows.values()))
+        return {str(row[0]) for row in result}
 
     def purge_expired(self, before: datetime | None = None) -> int:
         """Delete challenges that expired before ``before`` (default: now)."""

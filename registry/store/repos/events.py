@@ -75,3 +75,44 @@ class EventRepository(EventReader):
         self._unit.execute(_INSERT, {"seq": seq, **values})
         self._unit.last_event_seq = seq
         return seq
+
+    def append_at_commit(
+        self, type: str, agent_did: str | None, payload: dict[str, Any] | None
+    ) -> None:
+        """Append an event when this transaction commits (same guarantees as
+        :meth:`append`: it commits with the transaction's other writes or not at
+        all, with a seq in commit order).
+
+        The store writes queued events just before COMMIT, after everything
+        the transaction body did, so the event counter is locked only for the
+        commit; in a group commit, one counter update and one insert serve the
+        whole group. Use it when the caller does not need the seq.
+        """
+        if not self._unit.writable:
+            raise StoreError("events can only be appended inside store.transaction()")
+        self._unit.pending_events.append(
+            (
+                checks.text("type", type, 64),
+                checks.optional_text("agent_did", agent_did, DID_LEN),
+                checks.json_object("payload", payload),
+            )
+        )
+
+
+def flush_pending(unit: Unit) -> None:
+    """Write ``unit``'s queued events: one counter advance, one multi-row insert."""
+    pending = unit.pending_events
+    if not pending:
+        return
+    last = sequence.next_values(unit, EVENTS_COUNTER, len(pending))
+    first = last - len(pending) + 1
+    now = unit.now
+    unit.execute(
+        _INSERT,
+        [
+            {"seq": first + i, "type": t, "agent_did": did, "payload": payload, "created_at": now}
+            for i, (t, did, payload) in enumerate(pending)
+        ],
+    )
+    unit.pending_events = []
+    unit.last_event_seq = last

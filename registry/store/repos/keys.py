@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ _H = cast(Table, KeyHistory.__table__)
 _COLS = tuple(_K.c)
 _INSERT = insert(_K)
 _BY_KID = select(*_COLS).where(_K.c.kid == bindparam("kid"))
+_INSERT_HISTORY = insert(_H)
 
 
 def _record(row: Row[Any]) -> AgentKeyRecord:
@@ -78,19 +80,7 @@ class KeyRepository(KeyReader):
     ) -> AgentKeyRecord:
         """Store a key of an existing agent. Duplicate kid or index raises AlreadyExists;
         an unknown agent raises FailedPrecondition; a weak key raises InvalidArgument."""
-        if not isinstance(public_key, bytes) or len(public_key) != 32:
-            raise InvalidArgument("public_key must be 32 bytes (a raw Ed25519 public key)")
-        if not is_acceptable_public_key(public_key):
-            raise InvalidArgument("public_key is a weak or non-canonical Ed25519 key")
-        values = {
-            "did": checks.text("did", did, DID_LEN),
-            "key_index": checks.integer("index", index, 0, 2**31 - 1),
-            "kid": checks.text("kid", kid, KID_LEN),
-            "public_key": public_key,
-            "valid_from": checks.aware("valid_from", valid_from or self._unit.now),
-            "rotated_at": None,
-            "compromised_at": None,
-        }
+        values = self._key_values(did, index, kid, public_key, valid_from)
         self._unit.execute(_INSERT, values)
         return AgentKeyRecord(
             did=did,
@@ -101,6 +91,29 @@ class KeyRepository(KeyReader):
             rotated_at=None,
             compromised_at=None,
         )
+
+    def add_many(self, keys: Sequence[tuple[str, int, str, bytes, datetime | None]]) -> None:
+        """:meth:`add` for many ``(did, index, kid, public_key, valid_from)`` in one
+        statement; any refused row refuses them all (same errors as ``add``)."""
+        if keys:
+            self._unit.execute(_INSERT, [self._key_values(*key) for key in keys])
+
+    def _key_values(
+        self, did: str, index: int, kid: str, public_key: bytes, valid_from: datetime | None
+    ) -> dict[str, Any]:
+        if not isinstance(public_key, bytes) or len(public_key) != 32:
+            raise InvalidArgument("public_key must be 32 bytes (a raw Ed25519 public key)")
+        if not is_acceptable_public_key(public_key):
+            raise InvalidArgument("public_key is a weak or non-canonical Ed25519 key")
+        return {
+            "did": checks.text("did", did, DID_LEN),
+            "key_index": checks.integer("index", index, 0, 2**31 - 1),
+            "kid": checks.text("kid", kid, KID_LEN),
+            "public_key": public_key,
+            "valid_from": checks.aware("valid_from", valid_from or self._unit.now),
+            "rotated_at": None,
+            "compromised_at": None,
+        }
 
     def mark_rotated(self, kid: str, at: datetime | None = None) -> AgentKeyRecord:
         """Record that ``kid`` was superseded by a newer key at ``at`` (default: now)."""
@@ -137,19 +150,44 @@ class KeyRepository(KeyReader):
         ``history_json`` is the document from ``KeyHistory.to_json()``; it must
         be a JSON object. Checking its signatures is the caller's job.
         """
-        doc = checks.text("history_json", history_json, 1_000_000)
-        try:
-            parsed = json.loads(doc)
-        except ValueError as error:
-            raise InvalidArgument("history_json is not valid JSON") from error
-        if not isinstance(parsed, dict):
-            raise InvalidArgument("history_json must be a JSON object")
+        doc = _history_document(history_json)
         result = self._unit.execute(
             update(_H).where(_H.c.did == did).values(history=doc, updated_at=self._unit.now)
         )
         if result.rowcount == 0:
             self._unit.execute(
-                insert(_H).values(
-                    did=checks.text("did", did, DID_LEN), history=doc, updated_at=self._unit.now
-                )
+                _INSERT_HISTORY,
+                {
+                    "did": checks.text("did", did, DID_LEN),
+                    "history": doc,
+                    "updated_at": self._unit.now,
+                },
             )
+
+    def add_histories(self, histories: Sequence[tuple[str, str]]) -> None:
+        """Store the first signed key log of many agents ``(did, history_json)`` that
+        have none yet, in one statement (an existing one raises AlreadyExists)."""
+        if histories:
+            now = self._unit.now
+            self._unit.execute(
+                _INSERT_HISTORY,
+                [
+                    {
+                        "did": checks.text("did", did, DID_LEN),
+                        "history": _history_document(doc),
+                        "updated_at": now,
+                    }
+                    for did, doc in histories
+                ],
+            )
+
+
+def _history_document(history_json: str) -> str:
+    doc = checks.text("history_json", history_json, 1_000_000)
+    try:
+        parsed = json.loads(doc)
+    except ValueError as error:
+        raise InvalidArgument("history_json is not valid JSON") from error
+    if not isinstance(parsed, dict):
+        raise InvalidArgument("history_json must be a JSON object")
+    return doc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -76,19 +77,37 @@ class SvidRepository(SvidReader):
         issued_at: datetime | None = None,
     ) -> SvidRecord:
         """Record an issued SVID: X.509 serial as lowercase hex, or a JWT-SVID's id."""
-        serial = checks.text("serial", serial, 128)
+        values = self._values(serial, did, kind, not_before, not_after, issued_at)
+        self._unit.execute(_INSERT, values)
+        return SvidRecord(
+            values["serial"], did, kind, values["not_before"], values["not_after"],
+            values["issued_at"],
+        )
+
+    def record_many(self, svids: Sequence[tuple[str, str, str, datetime, datetime]]) -> None:
+        """:meth:`record` for many ``(serial, did, kind, not_before, not_after)`` issued
+        now, in one statement; any refused row refuses them all."""
+        if svids:
+            self._unit.execute(_INSERT, [self._values(*svid, None) for svid in svids])
+
+    def _values(
+        self,
+        serial: str,
+        did: str,
+        kind: str,
+        not_before: datetime,
+        not_after: datetime,
+        issued_at: datetime | None,
+    ) -> dict[str, Any]:
         not_before = checks.aware("not_before", not_before)
         not_after = checks.aware("not_after", not_after)
         if not_after <= not_before:
             raise InvalidArgument("not_after must be later than not_before")
-        issued = checks.aware("issued_at", issued_at or self._unit.now)
-        values = {
-            "serial": serial,
+        return {
+            "serial": checks.text("serial", serial, 128),
             "did": checks.text("did", did, DID_LEN),
             "kind": checks.one_of("kind", kind, SVID_KINDS),
             "not_before": not_before,
             "not_after": not_after,
-            "issued_at": issued,
+            "issued_at": checks.aware("issued_at", issued_at or self._unit.now),
         }
-        self._unit.execute(_INSERT, values)
-        return SvidRecord(serial, did, kind, not_before, not_after, issued)

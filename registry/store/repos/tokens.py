@@ -4,20 +4,56 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy import Row, Table, bindparam, insert, select, update
 
 from registry.store._internal import checks
 from registry.store._internal.unit import Unit
-from registry.store.errors import FailedPrecondition, InvalidArgument, NotFound
+from registry.store.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 from registry.store.records import JoinTokenRecord
 from registry.store.schema import DID_LEN, NAME_LEN, JoinToken
 
 _T = cast(Table, JoinToken.__table__)
 _COLS = tuple(c for c in _T.c if c.key != "token_hash")
 _INSERT = insert(_T)
+_BY_ID = select(*_COLS).where(_T.c.id == bindparam("id"))
+_BY_HASH = select(*_COLS).where(_T.c.token_hash == bindparam("token_hash"))
+# Many at once: the usable rows, locked (PostgreSQL) until the transaction ends.
+_USABLE = (
+    select(_T.c.token_hash, *_COLS)
+    .where(
+        _T.c.token_hash.in_(bindparam("hashes", expanding=True)),
+        _T.c.used_at.is_(None),
+        _T.c.revoked_at.is_(None),
+        _T.c.expires_at > bindparam("now"),
+    )
+    .with_for_update()
+)
+_MARK_USED = (
+    update(_T)
+    .where(
+        _T.c.token_hash == bindparam("b_token_hash"),
+        _T.c.used_at.is_(None),
+        _T.c.revoked_at.is_(None),
+        _T.c.expires_at > bindparam("b_now"),
+    )
+    .values(used_at=bindparam("b_used_at"), used_by_did=bindparam("b_used_by_did"))
+)
+_CONSUME = (
+    update(_T)
+    .where(
+        _T.c.token_hash == bindparam("b_token_hash"),
+        _T.c.used_at.is_(None),
+        _T.c.revoked_at.is_(None),
+        _T.c.expires_at > bindparam("b_now"),
+    )
+    .values(used_at=bindparam("b_used_at"), used_by_did=bindparam("b_used_by_did"))
+    .returning(*_COLS)
+)
 
 
 def hash_token(secret: str | bytes) -> str:
@@ -47,7 +83,7 @@ class TokenReader:
         self._unit = unit
 
     def find(self, token_id: str) -> JoinTokenRecord | None:
-        row = self._unit.execute(select(*_COLS).where(_T.c.id == token_id)).first()
+        row = self._unit.execute(_BY_ID, {"id": token_id}).first()
         return None if row is None else _record(row)
 
     def get(self, token_id: str) -> JoinTokenRecord:
@@ -57,7 +93,7 @@ class TokenReader:
         return record
 
     def find_by_hash(self, token_hash: str) -> JoinTokenRecord | None:
-        row = self._unit.execute(select(*_COLS).where(_T.c.token_hash == token_hash)).first()
+        row = self._unit.execute(_BY_HASH, {"token_hash": token_hash}).first()
         return None if row is None else _record(row)
 
     def list(self, *, usable_only: bool = False, limit: int = 1000) -> list[JoinTokenRecord]:
@@ -123,24 +159,49 @@ class TokenRepository(TokenReader):
         token_hash = checks.hex_digest("token_hash", token_hash)
         did = checks.text("used_by_did", used_by_did, DID_LEN)
         now = self._unit.now
-        stmt = (
-            update(_T)
-            .where(
-                _T.c.token_hash == token_hash,
-                _T.c.used_at.is_(None),
-                _T.c.revoked_at.is_(None),
-                _T.c.expires_at > now,
-            )
-            .values(used_at=now, used_by_did=did)
-            .returning(*_COLS)
-        )
-        row = self._unit.execute(stmt).first()
+        row = self._unit.execute(
+            _CONSUME,
+            {"b_token_hash": token_hash, "b_now": now, "b_used_at": now, "b_used_by_did": did},
+        ).first()
         if row is not None:
             return _record(row)
         current = self.find_by_hash(token_hash)
         if current is None:
             raise NotFound("unknown join token", hint="ask an operator for a new join token")
         raise FailedPrecondition(_why_unusable(current, now), hint="ask an operator for a new one")
+
+    def consume_many(self, uses: Sequence[tuple[str, str]]) -> dict[str, JoinTokenRecord]:
+        """:meth:`consume` for many ``(token_hash, used_by_did)`` pairs in two
+        statements; returns ``{token_hash: record}`` for the tokens consumed. A
+        token that is unknown or not usable is left alone (``consume`` says why);
+        a hash given twice is consumed once, for its first pair."""
+        now = self._unit.now
+        dids: dict[str, str] = {}
+        for token_hash, did in uses:
+            dids.setdefault(
+                checks.hex_digest("token_hash", token_hash),
+                checks.text("used_by_did", did, DID_LEN),
+            )
+        if not dids:
+            return {}
+        usable = {
+            row[0]: _record(row)
+            for row in self._unit.execute(_USABLE, {"hashes": list(dids), "now": now})
+        }
+        if not usable:
+            return {}
+        result = self._unit.execute(
+            _MARK_USED,
+            [
+                {"b_token_hash": h, "b_now": now, "b_used_at": now, "b_used_by_did": dids[h]}
+                for h in usable
+            ],
+        )
+        if result.rowcount != len(usable):
+            raise Conflict("join tokens changed while being consumed", hint="retry the request")
+        return {
+            h: replace(record, used_at=now, used_by_did=dids[h]) for h, record in usable.items()
+        }
 
     def revoke(self, token_id: str) -> JoinTokenRecord:
         """Revoke an unused token; revoking a used or revoked token raises FailedPrecondition."""

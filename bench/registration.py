@@ -7,7 +7,8 @@ GetChallenge + Register, with the identity key, CSR and join token made
 beforehand. An empty unary RPC (health Check) is measured against the same
 server in the same run, and the ratio printed beside it.
 
-Prints one flat JSON object.
+Prints one flat JSON object. ``BENCH_REGISTRATIONS`` (default 4000) sets the
+count; ``BENCH_DATABASES=sqlite`` (or ``postgres``) runs one back end only.
 """
 
 from __future__ import annotations
@@ -246,8 +247,10 @@ def _drop(name: str) -> None:
 def main() -> None:
     material = _prepare(REGISTRATIONS)
     out: dict[str, Any] = {"clients": CLIENTS, "registrations": REGISTRATIONS}
-    out.update(_measure("sqlite", "", material))
-    pg = _postgres()
+    databases = os.environ.get("BENCH_DATABASES", "sqlite,postgres").split(",")
+    if "sqlite" in databases:
+        out.update(_measure("sqlite", "", material))
+    pg = _postgres() if "postgres" in databases else None
     if pg is not None:
         try:
             out.update(_measure("postgres", pg[1], _prepare(REGISTRATIONS)))

@@ -7,8 +7,9 @@ import functools
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -24,6 +25,8 @@ from registry.services._challenge import ChallengeMinter
 from registry.store.records import AgentKeyRecord, AgentRecord
 
 T = TypeVar("T")
+P = TypeVar("P")
+R = TypeVar("R")
 
 STATUS_TO_PB = {
     "active": types_pb2.AGENT_STATUS_ACTIVE,
@@ -63,6 +66,9 @@ class Runtime:
         )
         self._bundle_lock = threading.Lock()
         self._bundle: tuple[int, float, types_pb2.TrustBundle, frozenset[bytes]] | None = None
+        self._landings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Landing] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -70,6 +76,48 @@ class Runtime:
             functools.partial(fn, *args) if args else fn
         )
         return await loop.run_in_executor(self.executor, call)
+
+    async def write(self, work: Callable[[Any], T]) -> T:
+        """``work(tx)`` in the store's next group commit (see ``Store.submit``): its
+        result once committed, or its own error. Nothing waits in a worker thread."""
+        return await self._landing().wait(self.store.submit(work))
+
+    async def prepare_then_write(
+        self, prepare: Callable[[], P], submit: Callable[[P], Future[R]]
+    ) -> tuple[P, R]:
+        """``prepare()`` in a worker thread, then ``submit(prepared)`` (a store write,
+        e.g. ``store.submit_batched``) from that thread; ``(prepared, result)`` once
+        committed. The event loop is woken once, when the commit is done, together
+        with every other call that commit finished."""
+        done: Future[tuple[P, R]] = Future()
+
+        def job() -> None:
+            try:
+                prepared = prepare()
+                stored = submit(prepared)
+            except BaseException as exc:  # handed to the awaiting coroutine
+                done.set_exception(exc)
+                return
+
+            def chain(result: Future[R]) -> None:
+                error = result.exception()
+                if error is not None:
+                    done.set_exception(error)
+                else:
+                    done.set_result((prepared, result.result()))
+
+            stored.add_done_callback(chain)
+
+        landing = self._landing()
+        self.executor.submit(job)
+        return await landing.wait(done)
+
+    def _landing(self) -> _Landing:
+        loop = asyncio.get_running_loop()
+        landing = self._landings.get(loop)
+        if landing is None:
+            landing = self._landings.setdefault(loop, _Landing(loop))
+        return landing
 
     # -- trust bundle ----------------------------------------------------------
 
@@ -106,6 +154,49 @@ class Runtime:
             spiffe_id=spiffe_id,
             expires_at=timestamp(chain[0].not_valid_after_utc),
         )
+
+
+class _Landing:
+    """Brings results of other threads' futures onto one event loop, in bulk.
+
+    ``asyncio.wrap_future`` wakes the loop once per future. A group commit
+    finishes dozens of futures at once, so here the first one completed
+    schedules a single callback and the others join its list: one wake-up
+    per group instead of one per call.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._ready: list[tuple[asyncio.Future[Any], Future[Any]]] = []
+
+    async def wait(self, future: Future[T]) -> T:
+        waiter: asyncio.Future[T] = self._loop.create_future()
+        future.add_done_callback(functools.partial(self._arrived, waiter))
+        return await waiter
+
+    def _arrived(self, waiter: asyncio.Future[Any], future: Future[Any]) -> None:
+        # On the thread that completed ``future``.
+        with self._lock:
+            self._ready.append((waiter, future))
+            first = len(self._ready) == 1
+        if first:
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    def _deliver(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for waiter, future in ready:
+            if waiter.done():  # the caller was cancelled
+                continue
+            error = future.exception()
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(future.result())
 
 
 def timestamp(at: datetime) -> Timestamp:

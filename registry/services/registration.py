@@ -6,10 +6,13 @@ Register, first time (join token):
 2. off the event loop: the proof of possession (strict Ed25519), the DID and
    SPIFFE ID from the key, the agent's key history if sent, and the X.509-SVID
    signed from the CSR (the CA checks the CSR and says why it refuses one);
-3. ONE store transaction: consume the challenge, consume the token (or
-   recognise a retry by the same key), create the agent, its inception key,
-   its key history, the SVID record, the ``agent.registered`` event and the
-   audit entry. Any failure rolls all of it back.
+3. ONE store write (``Store.submit``: concurrent registrations share one
+   transaction, each in its own savepoint): record the challenge's use,
+   consume the token (or recognise a retry by the same key), create the
+   agent, its inception key, its key history, the SVID record, the
+   ``agent.registered`` event and the audit entry. Any failure rolls all of
+   that registration back, and only it; the event loop awaits the commit
+   without holding a worker thread.
 
 Re-registration (empty token): the key must be the current key of an ACTIVE
 agent; a fresh SVID is issued for the same DID (``created=false``).
@@ -22,6 +25,9 @@ GetChallenge); re-registering a revoked agent is FAILED_PRECONDITION.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,10 +42,11 @@ from mesh.registration import verify_proof
 from mesh.spiffeid import agent_spiffe_id
 from mesh.v1 import registration_pb2, registration_pb2_grpc
 from registry.rotation.policy import RotationPolicy, svid_refusal
-from registry.scoring.state import current_state
+from registry.scoring.state import state_payload
 from registry.services import _validate as check
 from registry.services._runtime import Runtime, timestamp
 from registry.status import RpcError, invalid, precondition, unauthenticated
+from registry.store import Batch, Refused
 from registry.store.errors import AlreadyExists, FailedPrecondition, NotFound
 from registry.store.repos.tokens import hash_token
 
@@ -56,6 +63,20 @@ class _Prepared:
     chain: list[Any]
     history_json: str | None
     inception_at: datetime | None
+    #: Re-registration: the stored key the request authenticated with.
+    key: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class _FirstItem:
+    """A first registration, ready for the store."""
+
+    prepared: _Prepared
+    token_hash: str
+    nonce: bytes
+    expires_at: datetime
+    public_key: bytes
+    metadata: dict[str, str]
 
 
 class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
@@ -64,6 +85,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         self._td = runtime.trust_domain.name
         self._svid_ttl = timedelta(seconds=runtime.config.x509_svid_ttl_seconds)
         self._rotation = RotationPolicy.from_config(runtime.config)
+        self._first_batch = _FirstRegistrations(self)
 
     # -- GetChallenge ------------------------------------------------------------
 
@@ -88,22 +110,40 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         csr = check.csr("csr", request.csr)
         metadata = check.metadata("metadata", request.metadata)
         # A nonce this registry never minted, or an expired one, is refused before any work.
-        self._rt.challenges.check(nonce)
+        expires_at = self._rt.challenges.check(nonce)
         history_text = request.key_history
         if len(history_text) > check.MAX_KEY_HISTORY_BYTES:
             raise invalid("key_history", f"is over {check.MAX_KEY_HISTORY_BYTES} bytes")
         if token:
-            return await self._rt.run(
-                self._first_registration, token, public_key, nonce, proof, csr, metadata,
-                history_text,
+            token_hash = hash_token(token)
+
+            def submit(prepared: _Prepared) -> Future[tuple[bool, str | None]]:
+                item = _FirstItem(prepared, token_hash, nonce, expires_at, public_key, metadata)
+                return self._rt.store.submit_batched(self._first_batch, item)
+
+            prepared, (created, stored_history) = await self._rt.prepare_then_write(
+                functools.partial(
+                    self._prepare_first, public_key, nonce, proof, csr, history_text
+                ),
+                submit,
             )
+            self._rt.metrics.registrations.labels("created" if created else "retry").inc()
+            self._rt.metrics.svids_issued.labels("x509").inc()
+            return self._response(prepared, created, stored_history)
         if metadata:
             raise invalid("metadata", "is recorded at first registration only; send it empty")
-        return await self._rt.run(
-            self._reregistration, public_key, nonce, proof, csr, history_text
+        prepared = await self._rt.run(
+            self._prepare_reregistration, public_key, nonce, proof, csr, history_text
         )
+        await self._rt.write(
+            functools.partial(self._write_reregistration, prepared, nonce, expires_at)
+        )
+        self._rt.metrics.registrations.labels("reregistered").inc()
+        self._rt.metrics.svids_issued.labels("x509").inc()
+        return self._response(prepared, False, prepared.history_json)
 
-    # Both paths run in a worker thread: CPU work first, then one transaction.
+    # Preparation runs in a worker thread (proof, DID, CSR checks, signing the SVID);
+    # then ONE store write, applied in the store's group commit, records everything.
 
     def _verify_proof(self, nonce: bytes, public_key: bytes, csr: bytes, proof: bytes) -> None:
         if not verify_proof(self._td, nonce, public_key, csr, proof):
@@ -112,28 +152,17 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
                 f"domain {self._td} and CSR; sign mesh.registration.proof_message with the key"
             )
 
-    def _first_registration(
-        self,
-        token: str,
-        public_key: bytes,
-        nonce: bytes,
-        proof: bytes,
-        csr: bytes,
-        metadata: dict[str, str],
-        history_text: str,
-    ) -> registration_pb2.RegisterResponse:
+    def _prepare_first(
+        self, public_key: bytes, nonce: bytes, proof: bytes, csr: bytes, history_text: str
+    ) -> _Prepared:
         self._verify_proof(nonce, public_key, csr, proof)
         did = DID.from_public_key(public_key)
         history_json, inception_at = self._inception_history(history_text, did, public_key)
         spiffe_id = str(agent_spiffe_id(self._rt.trust_domain, did))
         chain = self._rt.ca.issue_x509_svid(csr, spiffe_id, ttl=self._svid_ttl)
-        prepared = _Prepared(
+        return _Prepared(
             str(did), spiffe_id, key_id(public_key), chain, history_json, inception_at
         )
-        created, stored_history = self._commit_first(prepared, token, nonce, public_key, metadata)
-        self._rt.metrics.registrations.labels("created" if created else "retry").inc()
-        self._rt.metrics.svids_issued.labels("x509").inc()
-        return self._response(prepared, created, stored_history)
 
     def _inception_history(
         self, text: str, did: DID, public_key: bytes
@@ -156,86 +185,152 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             )
         return text, history.inception.valid_from
 
-    def _commit_first(
-        self,
-        p: _Prepared,
-        token: str,
-        nonce: bytes,
-        public_key: bytes,
-        metadata: dict[str, str],
-    ) -> tuple[bool, str | None]:
-        token_hash = hash_token(token)
+    def _write_first(self, tx: Any, item: _FirstItem) -> tuple[bool, str | None]:
+        """In the store's write transaction: challenge, token, agent, key, history,
+        SVID record, event and audit entry, or (a retry by the same key) a fresh SVID."""
+        p, token_hash = item.prepared, item.token_hash
         leaf = p.chain[0]
-        with self._rt.store.transaction() as tx:
-            self._consume_challenge(tx, nonce)
-            try:
-                record = tx.tokens.consume(token_hash, used_by_did=p.did)
-            except NotFound:
-                raise unauthenticated(
-                    "join_token: unknown token; ask an operator for a join token "
-                    "(`mesh token create`)"
+        self._use_challenge(tx, item.nonce, item.expires_at)
+        try:
+            record = tx.tokens.consume(token_hash, used_by_did=p.did)
+        except NotFound:
+            raise unauthenticated(
+                "join_token: unknown token; ask an operator for a join token "
+                "(`mesh token create`)"
+            ) from None
+        except FailedPrecondition:
+            record = tx.tokens.find_by_hash(token_hash)
+            if record is None or record.used_by_did != p.did:
+                raise unauthenticated(_token_problem(record)) from None
+            # The same key retrying with its own token: same DID, a fresh SVID.
+            agent = tx.agents.get(p.did)
+            if agent.status != "active":
+                raise precondition(
+                    f"agent {p.did} is {agent.status}; a revoked identity cannot "
+                    "register again (generate a new key)"
                 ) from None
-            except FailedPrecondition:
-                record = tx.tokens.find_by_hash(token_hash)
-                if record is None or record.used_by_did != p.did:
-                    raise unauthenticated(_token_problem(record)) from None
-                # The same key retrying with its own token: same DID, a fresh SVID.
-                agent = tx.agents.get(p.did)
-                if agent.status != "active":
-                    raise precondition(
-                        f"agent {p.did} is {agent.status}; a revoked identity cannot "
-                        "register again (generate a new key)"
-                    ) from None
-                self._record_svid(tx, p.did, leaf)
-                return False, tx.keys.history(p.did)
-            try:
-                tx.agents.create(
-                    did=p.did, name=record.agent_name, spiffe_id=p.spiffe_id, metadata=metadata
-                )
-            except AlreadyExists:
-                raise RpcError(
-                    grpc.StatusCode.ALREADY_EXISTS,
-                    f"agent {p.did} is already registered; re-register with its current key and "
-                    "an empty join_token (the new token was not used)",
-                ) from None
-            tx.keys.add(
-                did=p.did,
-                index=0,
-                kid=p.kid,
-                public_key=public_key,
-                valid_from=p.inception_at or tx.now,
-            )
-            if p.history_json is not None:
-                tx.keys.put_history(p.did, p.history_json)
             self._record_svid(tx, p.did, leaf)
-            tx.events.append(
-                "agent.registered",
-                p.did,
-                {
-                    "did": p.did,
-                    "name": record.agent_name,
-                    "spiffe_id": p.spiffe_id,
-                    "kid": p.kid,
-                    "state": dict(current_state(tx, p.did)),
-                },
+            return False, tx.keys.history(p.did)
+        try:
+            tx.agents.create(
+                did=p.did, name=record.agent_name, spiffe_id=p.spiffe_id, metadata=item.metadata
             )
-            tx.audit.append(
-                f"join-token:{record.id}",
-                "agent.register",
-                p.did,
-                {
-                    "name": record.agent_name,
-                    "spiffe_id": p.spiffe_id,
-                    "kid": p.kid,
-                    "svid_serial": format(leaf.serial_number, "x"),
-                    "key_history": p.history_json is not None,
-                },
-            )
+        except AlreadyExists:
+            raise RpcError(
+                grpc.StatusCode.ALREADY_EXISTS,
+                f"agent {p.did} is already registered; re-register with its current key and "
+                "an empty join_token (the new token was not used)",
+            ) from None
+        tx.keys.add(
+            did=p.did,
+            index=0,
+            kid=p.kid,
+            public_key=item.public_key,
+            valid_from=p.inception_at or tx.now,
+        )
+        if p.history_json is not None:
+            tx.keys.put_history(p.did, p.history_json)
+        self._record_svid(tx, p.did, leaf)
+        self._append_registered(tx, p, record)
         return True, p.history_json
 
-    def _reregistration(
+    def _write_first_all(
+        self, tx: Any, items: Sequence[_FirstItem]
+    ) -> list[tuple[bool, str | None]]:
+        """:meth:`_write_first` for many new agents at once, with one statement per
+        table. An item that would not simply create its agent (a duplicate within
+        the group, a used challenge, a token that is not usable or is a retry, an
+        agent that exists) is refused: it then goes through ``_write_first``."""
+        seen: set[str] = set()
+        refused = set()
+        for i, it in enumerate(items):
+            keys = (it.nonce.hex(), it.token_hash, it.prepared.did)
+            if any(k in seen for k in keys):
+                refused.add(i)
+            seen.update(keys)
+        if refused:
+            raise Refused(refused)
+        recorded = tx.challenges.use_many(
+            [(it.nonce.hex(), CHALLENGE_PURPOSE, self._td, it.expires_at) for it in items]
+        )
+        tokens = tx.tokens.consume_many([(it.token_hash, it.prepared.did) for it in items])
+        refused = {
+            i
+            for i, it in enumerate(items)
+            if it.nonce.hex() not in recorded or it.token_hash not in tokens
+        }
+        if refused:
+            raise Refused(refused)
+        created = tx.agents.create_many(
+            [
+                (it.prepared.did, tokens[it.token_hash].agent_name, it.prepared.spiffe_id,
+                 it.metadata)
+                for it in items
+            ]
+        )
+        refused = {i for i, it in enumerate(items) if it.prepared.did not in created}
+        if refused:
+            raise Refused(refused)
+        tx.keys.add_many(
+            [
+                (it.prepared.did, 0, it.prepared.kid, it.public_key,
+                 it.prepared.inception_at or tx.now)
+                for it in items
+            ]
+        )
+        tx.keys.add_histories(
+            [
+                (it.prepared.did, it.prepared.history_json)
+                for it in items
+                if it.prepared.history_json is not None
+            ]
+        )
+        tx.svids.record_many([_svid_row(it.prepared.did, it.prepared.chain[0]) for it in items])
+        for it in items:
+            self._append_registered(tx, it.prepared, tokens[it.token_hash])
+        return [(True, it.prepared.history_json) for it in items]
+
+    def _append_registered(self, tx: Any, p: _Prepared, record: Any) -> None:
+        """The ``agent.registered`` event and the audit entry, written at commit."""
+        leaf = p.chain[0]
+        # The agent was created just now, so its state is known without reading it
+        # back: active, granted ring 2 (the default), the inception key, no trust
+        # score yet (a trust row references an existing agent).
+        state = state_payload(
+            status="active",
+            granted_ring=2,
+            current_kid=p.kid,
+            score=None,
+            tier=None,
+            effective_ring=None,
+        )
+        tx.events.append_at_commit(
+            "agent.registered",
+            p.did,
+            {
+                "did": p.did,
+                "name": record.agent_name,
+                "spiffe_id": p.spiffe_id,
+                "kid": p.kid,
+                "state": dict(state),
+            },
+        )
+        tx.audit.append_at_commit(
+            f"join-token:{record.id}",
+            "agent.register",
+            p.did,
+            {
+                "name": record.agent_name,
+                "spiffe_id": p.spiffe_id,
+                "kid": p.kid,
+                "svid_serial": format(leaf.serial_number, "x"),
+                "key_history": p.history_json is not None,
+            },
+        )
+
+    def _prepare_reregistration(
         self, public_key: bytes, nonce: bytes, proof: bytes, csr: bytes, history_text: str
-    ) -> registration_pb2.RegisterResponse:
+    ) -> _Prepared:
         self._verify_proof(nonce, public_key, csr, proof)
         kid = key_id(public_key)
         with self._rt.store.read() as view:
@@ -251,28 +346,28 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         self._check_reregistration(agent.status, agent.did, key, current, history_text,
                                    stored_history)
         chain = self._rt.ca.issue_x509_svid(csr, agent.spiffe_id, ttl=self._svid_ttl)
-        prepared = _Prepared(agent.did, agent.spiffe_id, kid, chain, stored_history, None)
-        leaf = chain[0]
-        with self._rt.store.transaction() as tx:
-            self._consume_challenge(tx, nonce)
-            # Re-check inside the transaction: a revocation may have landed meanwhile.
-            fresh = tx.agents.get(agent.did)
-            latest = tx.keys.current(agent.did)
-            self._check_reregistration(fresh.status, fresh.did, key, latest, "", None)
-            # Past the key age limit: no SVID by re-registration either (rotate first).
-            refusal = svid_refusal(latest, tx.now, self._rotation)
-            if refusal is not None:
-                raise precondition(refusal)
-            self._record_svid(tx, agent.did, leaf)
-            tx.audit.append(
-                agent.spiffe_id,
-                "agent.reregister",
-                agent.did,
-                {"kid": kid, "svid_serial": format(leaf.serial_number, "x")},
-            )
-        self._rt.metrics.registrations.labels("reregistered").inc()
-        self._rt.metrics.svids_issued.labels("x509").inc()
-        return self._response(prepared, False, stored_history)
+        return _Prepared(agent.did, agent.spiffe_id, kid, chain, stored_history, None, key)
+
+    def _write_reregistration(
+        self, p: _Prepared, nonce: bytes, expires_at: datetime, tx: Any
+    ) -> None:
+        leaf = p.chain[0]
+        self._use_challenge(tx, nonce, expires_at)
+        # Re-check inside the transaction: a revocation may have landed meanwhile.
+        fresh = tx.agents.get(p.did)
+        latest = tx.keys.current(p.did)
+        self._check_reregistration(fresh.status, fresh.did, p.key, latest, "", None)
+        # Past the key age limit: no SVID by re-registration either (rotate first).
+        refusal = svid_refusal(latest, tx.now, self._rotation)
+        if refusal is not None:
+            raise precondition(refusal)
+        self._record_svid(tx, p.did, leaf)
+        tx.audit.append_at_commit(
+            p.spiffe_id,
+            "agent.reregister",
+            p.did,
+            {"kid": p.kid, "svid_serial": format(leaf.serial_number, "x")},
+        )
 
     @staticmethod
     def _check_reregistration(
@@ -300,31 +395,31 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
                 "differs from the history the registry holds; send it empty on re-registration",
             )
 
-    def _consume_challenge(self, tx: Any, nonce: bytes) -> None:
-        """Check the nonce was minted here and is fresh; record its one use in ``tx``."""
-        expires_at = self._rt.challenges.check(nonce)
+    def _use_challenge(self, tx: Any, nonce: bytes, expires_at: datetime) -> None:
+        """Record the one use of ``nonce`` (minted and checked here) in ``tx``."""
         try:
-            tx.challenges.create(
+            tx.challenges.use(
                 nonce=nonce.hex(),
                 purpose=CHALLENGE_PURPOSE,
                 trust_domain=self._td,
                 expires_at=expires_at,
             )
-            tx.challenges.consume(nonce.hex(), purpose=CHALLENGE_PURPOSE, trust_domain=self._td)
-        except (AlreadyExists, FailedPrecondition, NotFound):
+        except FailedPrecondition as exc:
+            if "expired" in str(exc):
+                raise precondition(
+                    "challenge: expired; call GetChallenge and sign the new nonce"
+                ) from None
+            raise precondition(
+                "challenge: already used; call GetChallenge and sign the new nonce"
+            ) from None
+        except (AlreadyExists, NotFound):
             raise precondition(
                 "challenge: already used; call GetChallenge and sign the new nonce"
             ) from None
 
     @staticmethod
     def _record_svid(tx: Any, did: str, leaf: Any) -> None:
-        tx.svids.record(
-            serial=format(leaf.serial_number, "x"),
-            did=did,
-            kind="x509",
-            not_before=leaf.not_valid_before_utc,
-            not_after=leaf.not_valid_after_utc,
-        )
+        tx.svids.record_many([_svid_row(did, leaf)])
 
     def _response(
         self, p: _Prepared, created: bool, history: str | None
@@ -337,6 +432,28 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             key_history=history or "",
             created=created,
         )
+
+
+def _svid_row(did: str, leaf: Any) -> tuple[str, str, str, datetime, datetime]:
+    return (
+        format(leaf.serial_number, "x"), did, "x509", leaf.not_valid_before_utc,
+        leaf.not_valid_after_utc,
+    )
+
+
+class _FirstRegistrations(Batch["_FirstItem", tuple[bool, "str | None"]]):
+    """First registrations arriving together are written together (see Store.submit_batched)."""
+
+    def __init__(self, service: RegistrationService) -> None:
+        self._service = service
+
+    def apply_all(
+        self, tx: Any, items: Sequence[_FirstItem]
+    ) -> list[tuple[bool, str | None]]:
+        return self._service._write_first_all(tx, items)
+
+    def apply_one(self, tx: Any, item: _FirstItem) -> tuple[bool, str | None]:
+        return self._service._write_first(tx, item)
 
 
 def _token_problem(record: Any) -> str:

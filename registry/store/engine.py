@@ -254,6 +254,12 @@ class Store:
             )
         return self.submit(work).result()
 
+    @property
+    def queued_writes(self) -> int:
+        """Calls submitted and not yet taken by the writer thread."""
+        writer = self._group_writer
+        return 0 if writer is None else writer.queued
+
     def _group(self) -> GroupWriter:
         writer = self._group_writer
         if writer is None:

@@ -213,6 +213,11 @@ class GroupWriter:
             self._queue.put(call)
         return call.future
 
+    @property
+    def queued(self) -> int:
+        """Calls waiting for the writer (not counting the group being applied)."""
+        return self._queue.qsize()
+
     def close(self, timeout: float = 30.0) -> None:
         """Apply what is queued, then stop the thread."""
         with self._lock:

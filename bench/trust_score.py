@@ -3,7 +3,8 @@
 Prints one JSON object:
   trust_pure_scores_per_s      compute_score over 100k varied agents
   trust_scorer_agt_per_s       TrustScorer.compute (AGT dict -> signals -> score)
-  trust_recompute_due_per_s    next_recompute_due (includes one score each)
+  trust_recompute_due_per_s    next_recompute_due (one scoring-kernel pass each)
+  trust_score_and_due_per_s    score_and_due: the Score and the due time from one pass
   trust_ring_decisions_per_s   rings.decide
 """
 
@@ -33,6 +34,7 @@ from trust import (
     compute_score,
     decide,
     next_recompute_due,
+    score_and_due,
 )
 
 AGENTS = 100_000
@@ -100,6 +102,11 @@ def main() -> None:
         next_recompute_due(a, policy, NOW)
     due = time.perf_counter() - start
 
+    start = time.perf_counter()
+    for a in sample:
+        score_and_due(a, policy, NOW)
+    both = time.perf_counter() - start
+
     state = RingState(ExecutionRing.USER)
     start = time.perf_counter()
     for i, s in enumerate(scores):
@@ -112,6 +119,7 @@ def main() -> None:
                 "trust_pure_scores_per_s": _rate(AGENTS, pure),
                 "trust_scorer_agt_per_s": _rate(len(dicts), agt),
                 "trust_recompute_due_per_s": _rate(len(sample), due),
+                "trust_score_and_due_per_s": _rate(len(sample), both),
                 "trust_ring_decisions_per_s": _rate(len(scores), ring),
             }
         )

@@ -125,9 +125,11 @@ class BatchScorer:
             )
             for i, fp in fading
         )
+        #: Per fading factor, its JSON without a report (the prior).
+        self._no_report = tuple(without for _, without in self._fading)
         self._violation = (
             head(2)
-            + ', "inputs": {"observed_s": %s, "clean": %r, '
+            + ', "inputs": {"observed_s": %r, "clean": %r, '
             + f'"clean_prior": {policy.violation_recency.clean_record_prior!r}, '
             + '"violations": %d, "heaviest": %s}}'
         )
@@ -239,7 +241,7 @@ class BatchScorer:
         violation = self._violation % (
             f,
             1000.0 * (weights[2] * f),
-            repr(observed if observed > 0.0 else 0.0),
+            observed if observed > 0.0 else 0.0,
             ev.clean,
             len(vios),
             heaviest,
@@ -253,9 +255,12 @@ class BatchScorer:
                 1000.0 * (weights[3] * f),
                 key_age if key_age > 0.0 else 0.0,
             )
+        no_report = self._no_report
         breakdown = (
-            f"[{fading(ev, 0, 0, sr, sr_by, sr_age)}, {fading(ev, 1, 1, eb, eb_by, eb_age)}, "
-            f"{violation}, {credential}, {fading(ev, 2, 4, au, au_by, au_age)}]"
+            f"[{no_report[0] if sr is None else fading(ev, 0, 0, sr, sr_by, sr_age)}, "
+            f"{no_report[1] if eb is None else fading(ev, 1, 1, eb, eb_by, eb_age)}, "
+            f"{violation}, {credential}, "
+            f"{no_report[2] if au is None else fading(ev, 2, 4, au, au_by, au_age)}]"
         )
 
         # What subscribers were last told: a first score follows the grant alone, and

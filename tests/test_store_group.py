@@ -229,10 +229,20 @@ def test_a_closed_store_takes_no_more_calls(store: Store) -> None:
 class _Agents(Batch[int, str]):
     """Creates agent g<n> for item n; set-based unless told to refuse some."""
 
-    def __init__(self, refuse: Sequence[int] = (), explode: bool = False) -> None:
+    def __init__(
+        self, refuse: Sequence[int] = (), explode: bool = False, unprepared: Sequence[int] = ()
+    ) -> None:
         self.refuse = set(refuse)
         self.explode = explode
+        self.unprepared = set(unprepared)
         self.rounds: list[list[int]] = []
+        self.prepared_on: set[str] = set()
+
+    def prepare(self, item: int) -> int:
+        self.prepared_on.add(threading.current_thread().name)
+        if item in self.unprepared:
+            raise FailedPrecondition(f"item {item} cannot be prepared")
+        return item
 
     def apply_all(self, tx: Any, items: Sequence[int]) -> list[str]:
         self.rounds.append(list(items))
@@ -264,6 +274,21 @@ def test_a_batch_is_written_set_based(store: Store) -> None:
     assert [f.result(30) for f in futures] == [f"did:mesh:g{n}" for n in range(10)]
     assert batch.rounds == [list(range(10))]
     assert store.group_stats.batched == 10
+    _gap_free(store)
+
+
+def test_a_failed_preparation_fails_its_item_alone(store: Store) -> None:
+    batch = _Agents(unprepared=[2])
+    release, held = _held(store)
+    futures = [store.submit_batched(batch, n) for n in range(4)]
+    release.set()
+    held.result(30)
+    with pytest.raises(FailedPrecondition, match="item 2 cannot be prepared"):
+        futures[2].result(30)
+    assert [futures[n].result(30) for n in (0, 1, 3)] == [f"did:mesh:g{n}" for n in (0, 1, 3)]
+    assert batch.rounds == [[0, 1, 3]]
+    assert batch.prepared_on == {"store-group-commit"}
+    assert store.find_agent("did:mesh:g2") is None
     _gap_free(store)
 
 

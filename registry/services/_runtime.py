@@ -25,8 +25,6 @@ from registry.services._challenge import ChallengeMinter
 from registry.store.records import AgentKeyRecord, AgentRecord
 
 T = TypeVar("T")
-P = TypeVar("P")
-R = TypeVar("R")
 
 STATUS_TO_PB = {
     "active": types_pb2.AGENT_STATUS_ACTIVE,
@@ -82,35 +80,11 @@ class Runtime:
         result once committed, or its own error. Nothing waits in a worker thread."""
         return await self._landing().wait(self.store.submit(work))
 
-    async def prepare_then_write(
-        self, prepare: Callable[[], P], submit: Callable[[P], Future[R]]
-    ) -> tuple[P, R]:
-        """``prepare()`` in a worker thread, then ``submit(prepared)`` (a store write,
-        e.g. ``store.submit_batched``) from that thread; ``(prepared, result)`` once
-        committed. The event loop is woken once, when the commit is done, together
-        with every other call that commit finished."""
-        done: Future[tuple[P, R]] = Future()
-
-        def job() -> None:
-            try:
-                prepared = prepare()
-                stored = submit(prepared)
-            except BaseException as exc:  # handed to the awaiting coroutine
-                done.set_exception(exc)
-                return
-
-            def chain(result: Future[R]) -> None:
-                error = result.exception()
-                if error is not None:
-                    done.set_exception(error)
-                else:
-                    done.set_result((prepared, result.result()))
-
-            stored.add_done_callback(chain)
-
-        landing = self._landing()
-        self.executor.submit(job)
-        return await landing.wait(done)
+    async def write_batched(self, batch: Any, item: Any) -> Any:
+        """``item`` of ``batch`` through the store's group commit (``Store.submit_batched``:
+        prepared by the store's writer thread, written set-based with the items of
+        the same batch that arrive with it); its result once committed."""
+        return await self._landing().wait(self.store.submit_batched(batch, item))
 
     def _landing(self) -> _Landing:
         loop = asyncio.get_running_loop()

@@ -3,16 +3,21 @@
 Register, first time (join token):
 
 1. field checks (sizes, a strong Ed25519 key, nonce and proof lengths, metadata);
-2. off the event loop: the proof of possession (strict Ed25519), the DID and
-   SPIFFE ID from the key, the agent's key history if sent, and the X.509-SVID
+2. the request goes to the store's group commit as an item of the batch of
+   first registrations (``Store.submit_batched``); the event loop awaits the
+   commit without holding a thread;
+3. off the event loop, on the store's writer thread, before the group's
+   transaction: the proof of possession (strict Ed25519), the DID and SPIFFE
+   ID from the key, the agent's key history if sent, and the X.509-SVID
    signed from the CSR (the CA checks the CSR and says why it refuses one);
-3. ONE store write (``Store.submit``: concurrent registrations share one
-   transaction, each in its own savepoint): record the challenge's use,
-   consume the token (or recognise a retry by the same key), create the
-   agent, its inception key, its key history, the SVID record, the
-   ``agent.registered`` event and the audit entry. Any failure rolls all of
-   that registration back, and only it; the event loop awaits the commit
-   without holding a worker thread.
+4. ONE transaction for every registration of the group: record each
+   challenge's use, consume each token, create the agents, their inception
+   keys, key histories, SVID records, ``agent.registered`` events and audit
+   entries, one statement per table. A registration that cannot go that way
+   (a used challenge or token, a retry by the same key, an existing agent, a
+   duplicate within the group) is rolled back out of the batch and written on
+   its own, in its own savepoint, which gives it its precise answer. Any
+   failure rolls back that registration only.
 
 Re-registration (empty token): the key must be the current key of an ACTIVE
 agent; a fresh SVID is issued for the same DID (``created=false``).
@@ -27,8 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,14 +73,28 @@ class _Prepared:
 
 @dataclass(frozen=True, slots=True)
 class _FirstItem:
-    """A first registration, ready for the store."""
+    """A first registration: the checked request, then (``prepare``) what it computes."""
 
-    prepared: _Prepared
     token_hash: str
     nonce: bytes
     expires_at: datetime
     public_key: bytes
+    proof: bytes
+    csr: bytes
     metadata: dict[str, str]
+    history_text: str
+    prepared: _Prepared | None = None
+
+    @property
+    def ready(self) -> _Prepared:
+        if self.prepared is None:
+            raise RuntimeError("the registration was not prepared")
+        return self.prepared
+
+
+#: What a first registration's write gives: the prepared registration, whether the
+#: agent was created (False: a retry by the same key), and the stored key history.
+_FirstResult = tuple[_Prepared, bool, "str | None"]
 
 
 class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
@@ -115,17 +133,12 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         if len(history_text) > check.MAX_KEY_HISTORY_BYTES:
             raise invalid("key_history", f"is over {check.MAX_KEY_HISTORY_BYTES} bytes")
         if token:
-            token_hash = hash_token(token)
-
-            def submit(prepared: _Prepared) -> Future[tuple[bool, str | None]]:
-                item = _FirstItem(prepared, token_hash, nonce, expires_at, public_key, metadata)
-                return self._rt.store.submit_batched(self._first_batch, item)
-
-            prepared, (created, stored_history) = await self._rt.prepare_then_write(
-                functools.partial(
-                    self._prepare_first, public_key, nonce, proof, csr, history_text
-                ),
-                submit,
+            item = _FirstItem(
+                hash_token(token), nonce, expires_at, public_key, proof, csr, metadata,
+                history_text,
+            )
+            prepared, created, stored_history = await self._rt.write_batched(
+                self._first_batch, item
             )
             self._rt.metrics.registrations.labels("created" if created else "retry").inc()
             self._rt.metrics.svids_issued.labels("x509").inc()
@@ -142,8 +155,11 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         self._rt.metrics.svids_issued.labels("x509").inc()
         return self._response(prepared, False, prepared.history_json)
 
-    # Preparation runs in a worker thread (proof, DID, CSR checks, signing the SVID);
-    # then ONE store write, applied in the store's group commit, records everything.
+    # A first registration is an item of the store's batch of first registrations:
+    # the store's writer thread prepares it (proof, DID, CSR checks, signing the
+    # SVID) outside the transaction, then writes it with the others of its group.
+    # A re-registration is prepared in a worker thread (it reads the agent first),
+    # then written in the group commit.
 
     def _verify_proof(self, nonce: bytes, public_key: bytes, csr: bytes, proof: bytes) -> None:
         if not verify_proof(self._td, nonce, public_key, csr, proof):
@@ -185,10 +201,10 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             )
         return text, history.inception.valid_from
 
-    def _write_first(self, tx: Any, item: _FirstItem) -> tuple[bool, str | None]:
+    def _write_first(self, tx: Any, item: _FirstItem) -> _FirstResult:
         """In the store's write transaction: challenge, token, agent, key, history,
         SVID record, event and audit entry, or (a retry by the same key) a fresh SVID."""
-        p, token_hash = item.prepared, item.token_hash
+        p, token_hash = item.ready, item.token_hash
         leaf = p.chain[0]
         self._use_challenge(tx, item.nonce, item.expires_at)
         try:
@@ -210,7 +226,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
                     "register again (generate a new key)"
                 ) from None
             self._record_svid(tx, p.did, leaf)
-            return False, tx.keys.history(p.did)
+            return p, False, tx.keys.history(p.did)
         try:
             tx.agents.create(
                 did=p.did, name=record.agent_name, spiffe_id=p.spiffe_id, metadata=item.metadata
@@ -232,11 +248,9 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             tx.keys.put_history(p.did, p.history_json)
         self._record_svid(tx, p.did, leaf)
         self._append_registered(tx, p, record)
-        return True, p.history_json
+        return p, True, p.history_json
 
-    def _write_first_all(
-        self, tx: Any, items: Sequence[_FirstItem]
-    ) -> list[tuple[bool, str | None]]:
+    def _write_first_all(self, tx: Any, items: Sequence[_FirstItem]) -> list[_FirstResult]:
         """:meth:`_write_first` for many new agents at once, with one statement per
         table. An item that would not simply create its agent (a duplicate within
         the group, a used challenge, a token that is not usable or is a retry, an
@@ -244,7 +258,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         seen: set[str] = set()
         refused = set()
         for i, it in enumerate(items):
-            keys = (it.nonce.hex(), it.token_hash, it.prepared.did)
+            keys = (it.nonce.hex(), it.token_hash, it.ready.did)
             if any(k in seen for k in keys):
                 refused.add(i)
             seen.update(keys)
@@ -253,7 +267,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         recorded = tx.challenges.use_many(
             [(it.nonce.hex(), CHALLENGE_PURPOSE, self._td, it.expires_at) for it in items]
         )
-        tokens = tx.tokens.consume_many([(it.token_hash, it.prepared.did) for it in items])
+        tokens = tx.tokens.consume_many([(it.token_hash, it.ready.did) for it in items])
         refused = {
             i
             for i, it in enumerate(items)
@@ -263,32 +277,32 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             raise Refused(refused)
         created = tx.agents.create_many(
             [
-                (it.prepared.did, tokens[it.token_hash].agent_name, it.prepared.spiffe_id,
+                (it.ready.did, tokens[it.token_hash].agent_name, it.ready.spiffe_id,
                  it.metadata)
                 for it in items
             ]
         )
-        refused = {i for i, it in enumerate(items) if it.prepared.did not in created}
+        refused = {i for i, it in enumerate(items) if it.ready.did not in created}
         if refused:
             raise Refused(refused)
         tx.keys.add_many(
             [
-                (it.prepared.did, 0, it.prepared.kid, it.public_key,
-                 it.prepared.inception_at or tx.now)
+                (it.ready.did, 0, it.ready.kid, it.public_key,
+                 it.ready.inception_at or tx.now)
                 for it in items
             ]
         )
         tx.keys.add_histories(
             [
-                (it.prepared.did, it.prepared.history_json)
+                (it.ready.did, it.ready.history_json)
                 for it in items
-                if it.prepared.history_json is not None
+                if it.ready.history_json is not None
             ]
         )
-        tx.svids.record_many([_svid_row(it.prepared.did, it.prepared.chain[0]) for it in items])
+        tx.svids.record_many([_svid_row(it.ready.did, it.ready.chain[0]) for it in items])
         for it in items:
-            self._append_registered(tx, it.prepared, tokens[it.token_hash])
-        return [(True, it.prepared.history_json) for it in items]
+            self._append_registered(tx, it.ready, tokens[it.token_hash])
+        return [(it.ready, True, it.ready.history_json) for it in items]
 
     def _append_registered(self, tx: Any, p: _Prepared, record: Any) -> None:
         """The ``agent.registered`` event and the audit entry, written at commit."""
@@ -441,18 +455,23 @@ def _svid_row(did: str, leaf: Any) -> tuple[str, str, str, datetime, datetime]:
     )
 
 
-class _FirstRegistrations(Batch["_FirstItem", tuple[bool, "str | None"]]):
-    """First registrations arriving together are written together (see Store.submit_batched)."""
+class _FirstRegistrations(Batch[_FirstItem, _FirstResult]):
+    """First registrations arriving together are prepared by the store's writer
+    thread and written together (see ``Store.submit_batched``)."""
 
     def __init__(self, service: RegistrationService) -> None:
         self._service = service
 
-    def apply_all(
-        self, tx: Any, items: Sequence[_FirstItem]
-    ) -> list[tuple[bool, str | None]]:
+    def prepare(self, item: _FirstItem) -> _FirstItem:
+        prepared = self._service._prepare_first(
+            item.public_key, item.nonce, item.proof, item.csr, item.history_text
+        )
+        return replace(item, prepared=prepared)
+
+    def apply_all(self, tx: Any, items: Sequence[_FirstItem]) -> list[_FirstResult]:
         return self._service._write_first_all(tx, items)
 
-    def apply_one(self, tx: Any, item: _FirstItem) -> tuple[bool, str | None]:
+    def apply_one(self, tx: Any, item: _FirstItem) -> _FirstResult:
         return self._service._write_first(tx, item)
 
 

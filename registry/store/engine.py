@@ -49,6 +49,7 @@ from registry.store._internal.group import (
     GroupWriter,
     Outcome,
     apply_calls,
+    prepare_calls,
 )
 from registry.store._internal.unit import Unit
 from registry.store.errors import InvalidArgument, StoreError, StoreUnavailable
@@ -239,10 +240,11 @@ class Store:
         return self._group().submit(GroupCall(work))
 
     def submit_batched(self, batch: Batch[I, R], item: I) -> Future[R]:
-        """Like :meth:`submit`, for an item of ``batch``: the items of one batch in a
-        group are written together with set-based statements (``batch.apply_all``),
-        falling back to ``batch.apply_one`` for the items it refuses. Same
-        guarantees per item as :meth:`submit`."""
+        """Like :meth:`submit`, for an item of ``batch``: the writer thread first runs
+        ``batch.prepare(item)`` outside the transaction, then the items of one batch
+        in a group are written together with set-based statements
+        (``batch.apply_all``), falling back to ``batch.apply_one`` for the items it
+        refuses. Same guarantees per item as :meth:`submit`."""
         return self._group().submit(GroupCall(None, batch, item))
 
     def write(self, work: Callable[[Transaction], T]) -> T:
@@ -271,6 +273,9 @@ class Store:
 
     def _apply_group(self, calls: list[GroupCall]) -> None:
         """Apply ``calls`` in one transaction, each in a savepoint (see :meth:`submit`)."""
+        calls = prepare_calls(calls)
+        if not calls:
+            return
         outcomes: list[Outcome] = []
         unit: Unit | None = None
         stats = self.group_stats

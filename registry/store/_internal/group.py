@@ -6,9 +6,13 @@ transaction commits, new calls queue up and form the next group, so the group
 size follows the load: one call when idle, dozens under many concurrent
 writers, with no timer and no added latency.
 
-Inside the transaction each plain call runs in its own SAVEPOINT, so one that
-fails rolls back alone. Calls of the same :class:`Batch` are first tried all
-together with set-based statements (one INSERT for all their rows, and so
+Before the transaction, the writer runs each batch item's ``prepare`` (CPU
+work such as checking a proof and signing a certificate), outside any lock:
+doing it here rather than in a pool of worker threads saves a thread hand-off
+per call and the GIL contention of many threads. Inside the transaction each
+plain call runs in its own SAVEPOINT, so one that fails rolls back alone.
+Calls of the same :class:`Batch` are first tried all together with
+set-based statements (one INSERT for all their rows, and so
 on), in one savepoint; when the batch says some items cannot go that way
 (:class:`Refused`) the savepoint is rolled back, the rest are tried together
 again, and the refused ones run one by one (``apply_one``), each in its own
@@ -69,15 +73,21 @@ class Refused(Exception):
 class Batch(Generic[I, R]):
     """Writes of one kind that many callers make at once (e.g. first registrations).
 
-    ``apply_all`` writes every item with set-based statements and returns one
-    result per item, or raises :class:`Refused` naming the items that cannot
-    go that way (a conflict it cannot attribute precisely, a duplicate within
-    the group ...). ``apply_one`` is the exact, item-by-item path and defines
+    ``prepare`` turns a submitted item into the item to write; the writer
+    thread calls it before opening the group's transaction, and an exception
+    fails that item alone (nothing was written for it). ``apply_all`` writes
+    every item with set-based statements and returns one result per item, or
+    raises :class:`Refused` naming the items that cannot go that way (a
+    conflict it cannot attribute precisely, a duplicate within the group
+    ...). ``apply_one`` is the exact, item-by-item path and defines
     what each item's result or error is; ``apply_all`` must agree with it for
     every item it accepts. Both run on the writer thread inside the group's
     transaction; any other exception from ``apply_all`` sends every item one
     by one.
     """
+
+    def prepare(self, item: I) -> I:
+        return item
 
     def apply_all(self, tx: Any, items: Sequence[I]) -> list[R]:
         raise NotImplementedError
@@ -119,6 +129,21 @@ class GroupCall:
 
 #: (call, succeeded, result or error)
 Outcome = tuple[GroupCall, bool, Any]
+
+
+def prepare_calls(calls: list[GroupCall]) -> list[GroupCall]:
+    """Run each batch item's ``prepare`` (outside the transaction); the calls still
+    to apply. A call whose preparation fails is answered with its error now."""
+    ready = []
+    for call in calls:
+        if call.batch is not None:
+            try:
+                call.item = call.batch.prepare(call.item)
+            except Exception as error:
+                call.fail(error)
+                continue
+        ready.append(call)
+    return ready
 
 
 def apply_calls(unit: Any, tx: Any, calls: list[GroupCall], stats: GroupStats) -> list[Outcome]:

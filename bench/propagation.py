@@ -23,6 +23,9 @@ commits), on the same host clock.
   propagation_<n>_processes                    subscriber processes
   registry_rss_mb_idle                         before any subscriber
   registry_rss_mb_1000_subscribers             with 1,000 subscribers attached
+
+BENCH_PROPAGATION_COUNTS (default "1,1000"), _PROCS (default 4) and _EVENTS (100)
+change the runs.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from _trust_server import Server, child_env, populate, write_tls
 from mesh.client.trust import TrustClient
 
 EVENTS = int(os.environ.get("BENCH_PROPAGATION_EVENTS", "100"))
+#: Subscriber counts, one run each (1 alone in its process; more spread over PROCESSES).
+COUNTS = [int(n) for n in os.environ.get("BENCH_PROPAGATION_COUNTS", "1,1000").split(",")]
 PROCESSES = int(os.environ.get("BENCH_PROPAGATION_PROCS", "4"))
 PACE_S = 0.05
 STREAMS_PER_CONNECTION = 100
@@ -182,7 +187,7 @@ def _latest(server: Server) -> int:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        dids = populate(data, 2 * (EVENTS + 1))
+        dids = populate(data, len(COUNTS) * (EVENTS + 1))
         server = Server(data)
         try:
             time.sleep(2)  # the scheduler's first run scores every agent
@@ -193,8 +198,9 @@ def main() -> None:
                 server.address, tls=server.operator_tls(), mtls_registry=server.mtls_address
             ) as client:
                 client.recompute(everything=True)
-                out.update(run(server, client, creds, dids[: EVENTS + 1], 1, 1))
-                out.update(run(server, client, creds, dids[EVENTS + 1 :], 1000, PROCESSES))
+                for i, n in enumerate(COUNTS):
+                    batch = dids[i * (EVENTS + 1) : (i + 1) * (EVENTS + 1)]
+                    out.update(run(server, client, creds, batch, n, 1 if n == 1 else PROCESSES))
         finally:
             server.stop()
     print(json.dumps(out))

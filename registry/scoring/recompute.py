@@ -18,9 +18,9 @@ not move only gets its state row rewritten (``next_due_at``, ``dirty`` ...).
 On PostgreSQL, whose server does the heavy part of a write in its own
 process, a run of several batches writes them on two writer threads while the
 next ones are computed; on SQLite, whose work runs in this process, batches
-are computed and written in turn. The compute pauses
-briefly every few milliseconds so the server's event loop (Watch streams,
-RPCs) keeps getting the GIL during a large run.
+are computed and written in turn. The compute pauses briefly every few
+milliseconds so the server's event loop (Watch streams, RPCs) keeps getting
+the GIL during a large run.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ SANDBOX = 3
 VIOLATION_HALF_LIVES = 30
 #: The compute pauses for YIELD_SECONDS once it has run this long without a
 #: pause, so the server's event loop (Watch streams, RPCs) gets the GIL while a
-#: large run computes (the writer thread gets it then too).
+#: large run computes (PostgreSQL's writer threads get it then too).
 YIELD_AFTER_SECONDS = 0.010
 YIELD_SECONDS = 0.001
 #: How often (in agents) the compute looks at the clock for a pause.

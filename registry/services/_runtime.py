@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from cryptography import x509
@@ -32,6 +32,10 @@ STATUS_TO_PB = {
     "terminated": types_pb2.AGENT_STATUS_TERMINATED,
 }
 PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
+
+_BundleCache = tuple[
+    int, float, types_pb2.TrustBundle, frozenset[bytes], tuple[x509.Certificate, ...]
+]
 
 # The bundle document is rebuilt at most this often (and whenever the CA's sequence moves).
 _BUNDLE_TTL_SECONDS = 30.0
@@ -63,7 +67,8 @@ class Runtime:
             timedelta(seconds=config.challenge_ttl_seconds),
         )
         self._bundle_lock = threading.Lock()
-        self._bundle: tuple[int, float, types_pb2.TrustBundle, frozenset[bytes]] | None = None
+        # (CA sequence, built at, message, anchor DERs, anchor certificate objects)
+        self._bundle: _BundleCache | None = None
         self._landings: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Landing] = (
             weakref.WeakKeyDictionary()
         )
@@ -95,12 +100,12 @@ class Runtime:
 
     # -- trust bundle ----------------------------------------------------------
 
-    def _current_bundle(self) -> tuple[types_pb2.TrustBundle, frozenset[bytes]]:
+    def _current_bundle(self) -> _BundleCache:
         now = time.monotonic()
         cached = self._bundle
         sequence = self.ca.sequence
         if cached is not None and cached[0] == sequence and now - cached[1] < _BUNDLE_TTL_SECONDS:
-            return cached[2], cached[3]
+            return cached
         with self._bundle_lock:
             bundle = self.ca.bundle()
             message = types_pb2.TrustBundle(
@@ -112,17 +117,24 @@ class Runtime:
             anchors = frozenset(
                 c.public_bytes(serialization.Encoding.DER) for c in bundle.x509_authorities
             )
-            self._bundle = (sequence, now, message, anchors)
-            return message, anchors
+            # The CA hands out the same certificate objects it signs with: know them
+            # by identity too, so a chain's CA certificate needs no re-encoding.
+            self._bundle = (sequence, now, message, anchors, tuple(bundle.x509_authorities))
+            return self._bundle
 
     def bundle_pb(self) -> types_pb2.TrustBundle:
-        return self._current_bundle()[0]
+        return self._current_bundle()[2]
 
     def svid_pb(self, chain: list[x509.Certificate], spiffe_id: str) -> types_pb2.X509SVID:
         """The SVID message: the leaf, then intermediates that are not bundle authorities."""
-        anchors = self._current_bundle()[1]
-        ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
-        kept = [ders[0], *(d for d in ders[1:] if d not in anchors)]
+        _, _, _, anchors, known = self._current_bundle()
+        kept = [chain[0].public_bytes(serialization.Encoding.DER)]
+        for cert in chain[1:]:
+            if any(cert is anchor for anchor in known):
+                continue
+            der = cert.public_bytes(serialization.Encoding.DER)
+            if der not in anchors:
+                kept.append(der)
         return types_pb2.X509SVID(
             cert_chain=kept,
             spiffe_id=spiffe_id,
@@ -173,10 +185,15 @@ class _Landing:
                 waiter.set_result(future.result())
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(at: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(at)
-    return ts
+    """``at`` as a protobuf Timestamp (a naive ``at`` is UTC, as ``FromDatetime`` has it)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    delta = at - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def key_pb(record: AgentKeyRecord) -> types_pb2.KeyInfo:

@@ -14,6 +14,8 @@ prime-order subgroup. An honest key always is; anything else is a weak key.
 
 from __future__ import annotations
 
+import functools
+
 from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
@@ -38,11 +40,19 @@ def verify_strict(public_key: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
+def _valid_point(public_key: bytes) -> bool:
+    # A point check costs about a scalar multiplication, and one key is checked
+    # several times on its way through a request (its DID, its kid, the store):
+    # remember the recent answers (a pure function of the 32 bytes).
+    return bool(crypto_core_ed25519_is_valid_point(public_key))
+
+
 def is_acceptable_public_key(public_key: bytes) -> bool:
     """True when the key is canonical, not of small order and in the main subgroup."""
     if len(public_key) != PUBLIC_KEY_SIZE:
         return False
-    return bool(crypto_core_ed25519_is_valid_point(public_key))
+    return _valid_point(bytes(public_key))
 
 
 def check_public_key(public_key: bytes) -> bytes:
@@ -52,7 +62,7 @@ def check_public_key(public_key: bytes) -> bytes:
             f"an Ed25519 public key is {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}",
             hint="send the raw 32-byte public key, not a PEM/DER encoding or a private key",
         )
-    if not crypto_core_ed25519_is_valid_point(public_key):
+    if not _valid_point(bytes(public_key)):
         raise WeakKeyError(
             "the Ed25519 public key is non-canonical, of small order, or outside the "
             "prime-order subgroup",

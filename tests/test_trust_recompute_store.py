@@ -293,3 +293,14 @@ def test_a_failed_batch_write_fails_the_run(store: Store, clock: Clock) -> None:
         # Nothing committed: no agent has a score.
         assert all(ScoringInput(*r).score is None for r in view.trust.scoring_inputs())
     assert Recomputer(store, batch=2).run().examined == 5
+
+
+def test_bulk_write_errors_are_store_errors(store: Store, clock: Clock) -> None:
+    from registry.store.errors import InvalidArgument
+
+    (a,) = add_agent(store)
+    bad = (a, 500, "medium", 7, None, None, "x", "[]", None, True)  # ring 7 breaks a CHECK
+    with pytest.raises(InvalidArgument), store.transaction() as tx:
+        tx.trust.write_scores([bad], computed_at=clock.now, read_at=clock.now)
+    with store.read() as view:
+        assert view.trust.state(a) is None  # rolled back

@@ -9,7 +9,8 @@ for a whole batch of events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
@@ -30,10 +31,12 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import NullType
 
 from registry.store._internal import checks
+from registry.store._internal.dberrors import translate, translated
 from registry.store._internal.unit import Unit
 from registry.store.errors import StoreError
 from registry.store.schema import (
@@ -356,6 +359,18 @@ def _driver(unit: Unit) -> Any:
     if driver is None:
         raise StoreError("this transaction's connection is closed")
     return driver
+
+
+@contextmanager
+def _driver_errors(unit: Unit, statement: str) -> Iterator[None]:
+    """Errors of driver-level calls (PostgreSQL COPY) as the store's named errors,
+    as :meth:`Unit.execute` raises them."""
+    dbapi = _connection(unit).dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as error:
+        wrapped = sa_exc.DBAPIError.instance(statement, None, error, dbapi.Error)
+        raise translate(wrapped) from error
 
 
 def _raw(column: Any) -> Any:
@@ -811,23 +826,22 @@ class TrustRepository(TrustReader):
             return self._write_scores_pg(results, computed_at=computed_at, read_at=read_at)
         t = _sqlite_time
         at, now, read = t(computed_at), t(self._unit.now), t(read_at)
-        conn = _connection(self._unit)
-        conn.exec_driver_sql(
-            _SQLITE_UPSERT_STATES,
-            [
-                (
-                    did, score, tier, ring, candidate,
-                    None if since is None else t(since),
-                    reason, breakdown,
-                    None if due is None else t(due),
-                    at, now, read,
-                )
-                for did, score, tier, ring, candidate, since, reason, breakdown, due, _ in results
-            ],
-        )
+        states = [
+            (
+                did, score, tier, ring, candidate,
+                None if since is None else t(since),
+                reason, breakdown,
+                None if due is None else t(due),
+                at, now, read,
+            )
+            for did, score, tier, ring, candidate, since, reason, breakdown, due, _ in results
+        ]
         history = [(r[0], at, r[1], r[2], r[3]) for r in results if r[9]]
-        if history:
-            conn.exec_driver_sql(_SQLITE_UPSERT_HISTORY, history)
+        conn = _connection(self._unit)
+        with translated():
+            conn.exec_driver_sql(_SQLITE_UPSERT_STATES, states)
+            if history:
+                conn.exec_driver_sql(_SQLITE_UPSERT_HISTORY, history)
         return len(history)
 
     def _write_scores_pg(
@@ -835,7 +849,7 @@ class TrustRepository(TrustReader):
     ) -> int:
         raw = _driver(self._unit)
         changed = 0
-        with raw.cursor() as cur:
+        with _driver_errors(self._unit, _PG_COPY_BATCH), raw.cursor() as cur:
             cur.execute(_PG_CREATE_BATCH)
             with cur.copy(_PG_COPY_BATCH) as copy:
                 write = copy.write_row
@@ -870,19 +884,22 @@ class TrustRepository(TrustReader):
         if self._unit.dialect == "postgresql":
             now = self._unit.now
             raw = _driver(self._unit)
-            with raw.cursor() as cur, cur.copy(_PG_COPY_EVENTS) as copy:
+            with (
+                _driver_errors(self._unit, _PG_COPY_EVENTS),
+                raw.cursor() as cur,
+                cur.copy(_PG_COPY_EVENTS) as copy,
+            ):
                 write = copy.write_row
                 for i, (type_, did, payload) in enumerate(events):
                     write((first + i, type_, did, payload, now))
         else:
             at = _sqlite_time(self._unit.now)
-            _connection(self._unit).exec_driver_sql(
-                _SQLITE_INSERT_EVENTS,
-                [
-                    (first + i, type_, did, payload, at)
-                    for i, (type_, did, payload) in enumerate(events)
-                ],
-            )
+            rows = [
+                (first + i, type_, did, payload, at)
+                for i, (type_, did, payload) in enumerate(events)
+            ]
+            with translated():
+                _connection(self._unit).exec_driver_sql(_SQLITE_INSERT_EVENTS, rows)
         self._unit.last_event_seq = last
         return last
 

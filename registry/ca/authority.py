@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from registry.ca._internal.der import LeafSigner
 from registry.ca.errors import CAStateError
 
 DEFAULT_CA_TTL = timedelta(days=365)
@@ -64,6 +65,11 @@ class X509Authority:
         return self.certificate.extensions.get_extension_for_class(
             x509.SubjectKeyIdentifier
         ).value.digest
+
+    @functools.cached_property
+    def leaf_signer(self) -> LeafSigner:
+        """Signs this authority's URI-SAN leaves without CertificateBuilder (see _internal.der)."""
+        return LeafSigner(self.certificate, self.private_key, self.subject_key_identifier)
 
     @functools.cached_property
     def trust_domain(self) -> str:

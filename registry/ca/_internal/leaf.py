@@ -79,6 +79,16 @@ def build_leaf(
         )
     not_before = max(now - LEAF_BACKDATE, issuer.not_before)
     not_after = min(now + ttl, issuer.not_after)
+    serial = x509.random_serial_number()
+    if not dns_names and not ip_addresses and uri.isascii():
+        # The same certificate, encoded directly (see _internal.der; a test checks
+        # that the bytes signed are the ones CertificateBuilder produces).
+        signer = issuer.leaf_signer
+        return signer.sign(
+            signer.tbs(
+                public_key, serial=serial, uri=uri, not_before=not_before, not_after=not_after
+            )
+        )
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
     names += [x509.DNSName(name) for name in dns_names]
     names += [x509.IPAddress(ip) for ip in ip_addresses]
@@ -87,7 +97,7 @@ def build_leaf(
         .subject_name(x509.Name([]))
         .issuer_name(issuer.certificate.subject)
         .public_key(public_key)
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         # Critical because the subject is empty (RFC 5280 4.2.1.6).

@@ -119,7 +119,7 @@ class AgentRepository(AgentReader):
             spiffe_id=spiffe_id,
             status="active",
             granted_ring=granted_ring,
-            metadata=values["metadata"],  # type: ignore[arg-type]
+            metadata=values["metadata"],
             created_at=now,
             updated_at=now,
             revoked_at=None,

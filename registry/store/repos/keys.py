@@ -87,7 +87,7 @@ class KeyRepository(KeyReader):
             index=index,
             kid=kid,
             public_key=public_key,
-            valid_from=values["valid_from"],  # type: ignore[arg-type]
+            valid_from=values["valid_from"],
             rotated_at=None,
             compromised_at=None,
         )

@@ -403,3 +403,33 @@ def test_create_many_skips_existing_agents(store: Store) -> None:
     agent = store.get_agent("did:mesh:g3")
     assert (agent.status, agent.granted_ring, agent.metadata) == ("active", 2, {"team": "a"})
     assert store.find_agent("did:mesh:g2") is None
+
+
+def test_json_values_are_plain_copies_as_a_round_trip_gives() -> None:
+    import enum
+    import json
+
+    from registry.store._internal.checks import json_object
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    doc = {"a": (1, 2.5, -0.0), "b": {"c": Colour.RED, "d": Level.HIGH, "e": None, "f": True},
+           "g": 2**70, "h": "\u00e9"}
+    copy = json_object("details", doc)
+    assert copy == json.loads(json.dumps(doc).replace("-0.0", "0.0"))
+    assert type(copy["b"]["c"]) is str and type(copy["b"]["d"]) is int
+    assert type(copy["a"]) is list and copy["a"][2] == 0.0 and str(copy["a"][2]) == "0.0"
+    copy["b"]["e"] = "changed"
+    assert doc["b"]["e"] is None  # a copy, not a view
+    for bad in ({"x": float("inf")}, {"x": "a\x00b"}, {1: "x"}, {"x": object()}, {"x": b"raw"}):
+        with pytest.raises(StoreError):
+            json_object("details", bad)
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(StoreError):
+        json_object("details", {"deep": deep})

@@ -6,7 +6,6 @@ checking here makes both back ends accept and refuse exactly the same values.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from typing import Any
@@ -69,17 +68,28 @@ def hex_digest(field: str, value: object, length: int = 64) -> str:
 def json_value(field: str, value: Any) -> Any:
     """A JSON-safe deep copy of ``value``: string keys, finite numbers, no NUL.
 
+    The copy holds plain ``dict``, ``list``, ``str``, ``int``, ``float``,
+    ``bool`` and ``None`` only (tuples become lists, subclasses such as enums
+    their plain values), exactly what a JSON round trip would give back.
     ``-0.0`` becomes ``0.0`` because PostgreSQL's numeric has no negative zero;
     what is stored then reads back identical on every back end (the audit hash
     depends on that).
     """
     try:
-        return json.loads(json.dumps(_clean(field, value), allow_nan=False))
-    except (TypeError, ValueError) as error:
-        raise InvalidArgument(f"{field} is not JSON-serialisable: {error}") from error
+        return _clean(field, value)
+    except RecursionError as error:
+        raise InvalidArgument(f"{field} is nested too deeply to store") from error
 
 
 def _clean(field: str, value: Any) -> Any:
+    kind = type(value)
+    # The plain types first: most values are.
+    if kind is str:
+        if "\x00" in value:
+            raise InvalidArgument(f"{field} contains a NUL character")
+        return value
+    if kind is int or kind is bool or value is None:
+        return value
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
@@ -92,15 +102,16 @@ def _clean(field: str, value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(field, item) for item in value]
     if isinstance(value, str):
-        if "\x00" in value:
+        plain = str.__str__(value)
+        if "\x00" in plain:
             raise InvalidArgument(f"{field} contains a NUL character")
-        return value
+        return plain
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidArgument(f"{field} contains a non-finite number")
-        return 0.0 if value == 0 else value
-    if value is None or isinstance(value, bool | int):
-        return value
+        return 0.0 if value == 0 else float(value)
+    if isinstance(value, int):  # bool has no subclasses; an int subclass (IntEnum) is its value
+        return int(value)
     raise InvalidArgument(f"{field} contains a {type(value).__name__}, which is not JSON")
 
 

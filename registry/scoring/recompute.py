@@ -16,20 +16,23 @@ Nothing is written as an event unless it changed; an agent whose score did
 not move only gets its state row rewritten (``next_due_at``, ``dirty`` ...).
 
 On PostgreSQL, whose server does the heavy part of a write in its own
-process, a run of several batches writes them on two writer threads while the
-next ones are computed; on SQLite, whose work runs in this process, batches
-are computed and written in turn. The compute pauses briefly every few
-milliseconds so the server's event loop (Watch streams, RPCs) keeps getting
-the GIL during a large run.
+process, the inputs stream in batches and two writer threads store batches
+while the next ones are read and computed; on SQLite, whose work runs in this
+process, a batch's statements run while the compute waits, and its commit
+(and checkpoint) while the next batch is computed. The compute pauses briefly
+every few milliseconds so the server's event loop (Watch streams, RPCs) keeps
+getting the GIL during a large run.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from json.encoder import encode_basestring_ascii as _js
@@ -357,37 +360,71 @@ class Recomputer:
             return self._run(dids, everything)
 
     def _run(self, dids: Sequence[str] | None, everything: bool) -> RecomputeResult:
-        policy = self.policy
         now = self.store.now()
-        since = now - policy.violation_recency.half_life * VIOLATION_HALF_LIVES
-        with self.store.read() as view:
-            due_at = None if (everything or dids is not None) else now
-            rows = view.trust.scoring_inputs(dids=dids, due_at=due_at)
-            if not rows:
-                return RecomputeResult()
-            # Few agents: fetch only theirs; many: one scan of the window is cheaper.
-            wanted = [r[0] for r in rows] if len(rows) <= 500 else None
-            violations = view.trust.violations(since, dids=wanted)
-        chunks = [rows[i : i + self.batch] for i in range(0, len(rows), self.batch)]
+        due_at = None if (everything or dids is not None) else now
         writer = _Writer(self.store, now)
-        # PostgreSQL does the heavy part of a write in its own process: writer threads
-        # keep it busy while this thread computes. SQLite does it in this process,
-        # under the GIL between each row: a writer thread beside the compute would
-        # only trade the GIL back and forth, so batches are written in turn.
-        workers = PG_WRITERS if self.store.dialect == "postgresql" else 0
-        if len(chunks) == 1 or workers == 0:
-            for chunk in chunks:
-                writer.write(self.scorer.score(chunk, violations, now, pause=len(chunks) > 1))
+        if self.store.dialect == "postgresql":
+            self._run_streamed(writer, dids, due_at, now)
         else:
-            with writer.running(workers):
-                for chunk in chunks:
-                    writer.put(self.scorer.score(chunk, violations, now, pause=True))
+            self._run_in_turn(writer, dids, due_at, now)
         result = RecomputeResult(
             writer.examined, writer.changed, writer.events, writer.last_seq
         )
         if self._on_commit is not None:
             self._on_commit(result)
         return result
+
+    def _violations_since(self, now: datetime) -> datetime:
+        return now - self.policy.violation_recency.half_life * VIOLATION_HALF_LIVES
+
+    def _run_in_turn(
+        self, writer: _Writer, dids: Sequence[str] | None, due_at: datetime | None, now: datetime
+    ) -> None:
+        """SQLite: its work runs in this process, under the GIL between each row, so
+        statements beside the compute would only trade the GIL back and forth. Read
+        everything (and end the read before writing), then compute a batch, write
+        its statements while this thread waits, and compute the next batch while
+        that transaction commits (a commit and its checkpoint run without the GIL)."""
+        with self.store.read() as view:
+            rows = view.trust.scoring_inputs(dids=dids, due_at=due_at)
+            if not rows:
+                return
+            # Few agents: fetch only theirs; many: one scan of the window is cheaper.
+            wanted = [r[0] for r in rows] if len(rows) <= 500 else None
+            violations = view.trust.violations(self._violations_since(now), dids=wanted)
+        if len(rows) <= self.batch:
+            writer.write(self.scorer.score(rows, violations, now))
+            return
+        with writer.running(1):
+            for start in range(0, len(rows), self.batch):
+                chunk = rows[start : start + self.batch]
+                writer.put(self.scorer.score(chunk, violations, now, pause=True), wait=True)
+
+    def _run_streamed(
+        self, writer: _Writer, dids: Sequence[str] | None, due_at: datetime | None, now: datetime
+    ) -> None:
+        """PostgreSQL: its server does the heavy part of a write in its own process.
+        The inputs stream in batches from one snapshot; the first batch is computed
+        as soon as it arrives and writer threads store batches while the next ones
+        are read and computed."""
+        with (
+            self.store.read() as view,
+            closing(view.trust.scoring_input_batches(self.batch, dids=dids, due_at=due_at))
+            as batches,
+        ):
+            first: list[ScoringRow] = next(batches, [])
+            if not first:
+                return
+            only = len(first) < self.batch  # a short first batch is the only one
+            # Few agents: fetch only theirs; many: one scan of the window is cheaper.
+            wanted = [r[0] for r in first] if only and len(first) <= 500 else None
+            violations = view.trust.violations(self._violations_since(now), dids=wanted)
+            if only:
+                writer.write(self.scorer.score(first, violations, now))
+                return
+            with writer.running(PG_WRITERS):
+                for chunk in itertools.chain([first], batches):
+                    writer.put(self.scorer.score(chunk, violations, now, pause=True))
 
 
 class _Writer:
@@ -405,40 +442,59 @@ class _Writer:
         self._now = now
         self.examined = self.changed = self.events = self.last_seq = 0
         self._lock = threading.Lock()
-        self._queue: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[tuple[ScoredBatch, threading.Event | None] | None] = (
+            queue.Queue(maxsize=1)
+        )
         self._error: BaseException | None = None
 
-    def write(self, batch: ScoredBatch) -> None:
+    def write(self, batch: ScoredBatch, written: threading.Event | None = None) -> None:
+        """Store ``batch`` in one transaction; ``written`` is set once its statements
+        have run (before the commit), or when they failed."""
         now = self._now
-        with self._store.transaction() as tx:
-            changed = tx.trust.write_scores(batch.results, computed_at=now, read_at=now)
-            # Events last: the sequence counter stays locked until the commit.
-            seq = tx.trust.append_event_rows(batch.events)
+        try:
+            with self._store.transaction() as tx:
+                changed = tx.trust.write_scores(batch.results, computed_at=now, read_at=now)
+                # Events last: the sequence counter stays locked until the commit.
+                seq = tx.trust.append_event_rows(batch.events)
+                if written is not None:
+                    written.set()
+        finally:
+            if written is not None:
+                written.set()
         with self._lock:
             self.examined += len(batch.results)
             self.changed += changed
             self.events += len(batch.events)
             self.last_seq = max(seq, self.last_seq)
 
-    def put(self, batch: ScoredBatch) -> None:
-        """Queue ``batch`` (waits while the writers are busy); raises a writer's
-        error if a write failed."""
+    def put(self, batch: ScoredBatch, *, wait: bool = False) -> None:
+        """Queue ``batch`` (waits while the writers are busy); with ``wait``, return
+        only once its statements have run (its commit may still be going on).
+        Raises a writer's error if a write failed."""
         if self._error is not None:
             raise self._error
-        self._queue.put(batch)
+        written = threading.Event() if wait else None
+        self._queue.put((batch, written))
+        if written is not None:
+            written.wait()
+            if self._error is not None:
+                raise self._error
 
     def running(self, workers: int) -> _Running:
         return _Running(self, workers)
 
     def _loop(self) -> None:
         while True:
-            batch = self._queue.get()
-            if batch is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            batch, written = item
             if self._error is not None:
+                if written is not None:
+                    written.set()
                 continue  # a batch failed: drop the rest (the caller raises)
             try:
-                self.write(batch)
+                self.write(batch, written)
             except BaseException as error:  # re-raised on the caller's thread
                 with self._lock:
                     self._error = self._error or error

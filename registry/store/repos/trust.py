@@ -496,6 +496,46 @@ class TrustReader:
         """:meth:`inputs`, lean: only what scoring reads, as plain tuples in
         :class:`ScoringInput`'s field order (one query; timestamps straight from the
         driver, no per-column type processing)."""
+        rows: Any = self._unit.execute(self._scoring_query(dids, due_at))
+        return self._scoring_rows(rows)
+
+    def scoring_input_batches(
+        self,
+        size: int,
+        *,
+        dids: Sequence[str] | None = None,
+        due_at: datetime | None = None,
+    ) -> Iterator[list[ScoringRow]]:
+        """:meth:`scoring_inputs` in lists of ``size`` rows, read as they are
+        consumed, so a caller can start on the first rows early. Close the iterator
+        before the view ends (``contextlib.closing``).
+
+        PostgreSQL: a server-side cursor in this view's snapshot, driven on the
+        driver directly (SQLAlchemy's row objects cost a third more here and keep
+        the garbage collector busy). The statement's only parameters are the DIDs
+        (text) and ``due_at`` (timezone-aware), which psycopg adapts as SQLAlchemy
+        would."""
+        query = self._scoring_query(dids, due_at)
+        if self._unit.dialect != "postgresql":
+            result: Any = self._unit.execute(query)
+            for rows in result.partitions(size):
+                yield self._scoring_rows(rows)
+            return
+        if due_at is not None and due_at.tzinfo is None:
+            raise StoreError(f"timestamp {due_at!r} has no time zone")
+        compiled = query.compile(
+            dialect=_connection(self._unit).dialect, compile_kwargs={"render_postcompile": True}
+        )
+        sql = str(compiled)
+        with (
+            _driver_errors(self._unit, sql),
+            _driver(self._unit).cursor(name="trust_scoring_inputs") as cursor,
+        ):
+            cursor.execute(sql, compiled.params)
+            while rows := cursor.fetchmany(size):
+                yield self._scoring_rows(rows)
+
+    def _scoring_query(self, dids: Sequence[str] | None, due_at: datetime | None) -> Any:
         key = _current_keys()
         query = (
             select(
@@ -529,10 +569,12 @@ class TrustReader:
             query = query.where(_A.c.did.in_(list(dids)))
         if due_at is not None:
             query = query.where(or_(*_due_conditions(due_at)))
+        return query
+
+    def _scoring_rows(self, rows: Iterable[Any]) -> list[ScoringRow]:
         t = _time_reader(self._unit.dialect)
         out: list[ScoringRow] = []
         append = out.append
-        rows: Any = self._unit.execute(query)
         for (
             did, status, granted, created, kid, valid_from, s_did, score, tier, ring,
             cand, cand_since, sr, sr_at, sr_by, eb, eb_at, eb_by, au, au_at, au_by,

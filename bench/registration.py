@@ -7,8 +7,13 @@ GetChallenge + Register, with the identity key, CSR and join token made
 beforehand. An empty unary RPC (health Check) is measured against the same
 server in the same run, and the ratio printed beside it.
 
+The same registrations are also made in this process without gRPC, by calling
+the registration service directly (SQLite, 64 concurrent calls on one event
+loop, the store's group commit as in the server): ``*_in_process_sqlite``, the
+ceiling of the registry's own work (CPU of the whole process per registration).
+
 Prints one flat JSON object. ``BENCH_REGISTRATIONS`` (default 4000) sets the
-count; ``BENCH_DATABASES=sqlite`` (or ``postgres``) runs one back end only.
+count; ``BENCH_DATABASES`` (default ``sqlite,postgres,in_process``) picks the parts.
 """
 
 from __future__ import annotations
@@ -244,12 +249,71 @@ def _drop(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+async def _in_process(data_dir: Path, material: Material) -> dict[str, float]:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime, timedelta
+
+    from registry.ca import CertificateAuthority
+    from registry.config import Config
+    from registry.metrics import Metrics
+    from registry.services._runtime import Runtime
+    from registry.services.registration import RegistrationService
+    from registry.store import hash_token, open_store
+
+    store = open_store(None, data_dir)
+    store.upgrade()
+    executor = ThreadPoolExecutor(8)
+    try:
+        runtime = Runtime(
+            config=Config(trust_domain=TRUST_DOMAIN, data_dir=data_dir),
+            ca=CertificateAuthority.open(data_dir, TRUST_DOMAIN),
+            store=store,
+            metrics=Metrics(),
+            executor=executor,
+        )
+        service = RegistrationService(runtime)
+        tokens = [uuid.uuid4().hex for _ in material]
+        with store.transaction() as tx:
+            for token in tokens:
+                tx.tokens.create(
+                    token_hash=hash_token(token), agent_name="bench/agent", created_by="bench",
+                    expires_at=datetime.now(UTC) + timedelta(hours=1),
+                )
+        requests = []
+        for (identity, csr), token in zip(material, tokens, strict=True):
+            nonce, _ = runtime.challenges.mint()
+            requests.append(registration_pb2.RegisterRequest(
+                join_token=token, public_key=identity.public_key, challenge=nonce,
+                proof=sign_proof(identity, TRUST_DOMAIN, nonce, csr), csr=csr,
+            ))
+        pending = iter(requests)
+
+        async def caller() -> None:
+            for request in pending:
+                response = await service.Register(request, None)
+                assert response.created
+
+        cpu, start = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(CLIENTS)))
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        store.close()
+        executor.shutdown()
+    return {
+        "registrations_per_s_in_process_sqlite": round(len(material) / elapsed, 1),
+        "cpu_ms_per_registration_in_process_sqlite": round(1000 * cpu / len(material), 3),
+    }
+
+
 def main() -> None:
     material = _prepare(REGISTRATIONS)
     out: dict[str, Any] = {"clients": CLIENTS, "registrations": REGISTRATIONS}
-    databases = os.environ.get("BENCH_DATABASES", "sqlite,postgres").split(",")
+    databases = os.environ.get("BENCH_DATABASES", "sqlite,postgres,in_process").split(",")
     if "sqlite" in databases:
         out.update(_measure("sqlite", "", material))
+    if "in_process" in databases:
+        with tempfile.TemporaryDirectory() as tmp:
+            out.update(asyncio.run(_in_process(Path(tmp), _prepare(REGISTRATIONS))))
     pg = _postgres() if "postgres" in databases else None
     if pg is not None:
         try:

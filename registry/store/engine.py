@@ -234,8 +234,11 @@ class Store:
 
         ``work`` runs on the writer thread: it must not block on other
         threads nor open another transaction, and should only touch the store
-        (do CPU-heavy work before submitting). All calls of a group share
-        ``tx.now``, taken when the group starts.
+        (do CPU-heavy work before submitting, or in ``Batch.prepare``). All
+        calls of a group share ``tx.now``, taken when the group starts. Append
+        events and audit entries with ``append_at_commit`` there: the immediate
+        ``append`` works too, but takes the counter rows inside the call's
+        savepoint and holds them for the rest of the group's transaction.
         """
         return self._group().submit(GroupCall(work))
 

@@ -34,6 +34,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.disruptive]
 
 OUTAGE_SECONDS = 10.0
 CLIENTS = 12
+#: Registrations per client, paced so the load outlasts the outage and the
+#: recovery (a fast registry would otherwise finish them all before it).
+TURNS = 40
+PACE_SECONDS = 0.5
 PG_CTL = f"pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) {PG_CLUSTER} {{}}"
 
 
@@ -66,7 +70,10 @@ def test_postgres_outage_is_unavailable_then_recovers_without_restart(
     with OperatorClient(
         cluster.addresses, tls=cluster.operator_tls(), mtls_registry=cluster.mtls_addresses
     ) as operator:
-        tokens = [operator.create_token(f"outage/{i}", ttl=3600).token for i in range(CLIENTS * 8)]
+        tokens = [
+            operator.create_token(f"outage/{i}", ttl=3600).token
+            for i in range(CLIENTS * TURNS)
+        ]
     cluster.principal("reporter", tmp_path / "reporter")
     cluster.principal("enforcer", tmp_path / "enforcer")
     reporter_tls = credential_tls(tmp_path / "reporter", "reporter")
@@ -81,8 +88,8 @@ def test_postgres_outage_is_unavailable_then_recovers_without_restart(
 
     def client(i: int) -> None:
         turn = 0
-        while not stop.is_set() and turn < 8:
-            index = i * 8 + turn
+        while not stop.is_set() and turn < TURNS:
+            index = i * TURNS + turn
             addresses = cluster.addresses[i % 3 :] + cluster.addresses[: i % 3]
             mtls = cluster.mtls_addresses[i % 3 :] + cluster.mtls_addresses[: i % 3]
             try:
@@ -101,6 +108,7 @@ def test_postgres_outage_is_unavailable_then_recovers_without_restart(
                     reporter.report_signals(did, report_id=report_id, success_rate=0.8)
                     with lock:
                         acknowledged[report_id] = did
+                stop.wait(PACE_SECONDS)
             except BaseException as exc:
                 with lock:
                     failures.append(exc)

@@ -177,7 +177,15 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[Transaction]:
-        unit: Unit | None = None
+        with self._write_unit() as unit:
+            yield Transaction(unit)
+        if unit.last_event_seq is not None:
+            self._notify(unit.last_event_seq)
+
+    @contextmanager
+    def _write_unit(self) -> Iterator[Unit]:
+        """One write transaction: the commit-time rows, then COMMIT; any error rolls
+        all of it back. The one path by which the store writes."""
         with self._writer():
             with translated():
                 conn = self._engine.connect()
@@ -188,7 +196,7 @@ class Store:
                     db_tx = conn.begin()
                 unit = Unit(conn, now=self.now(), dialect=self.dialect, writable=True)
                 try:
-                    yield Transaction(unit)
+                    yield unit
                     self._before_commit(unit, conn)
                 except BaseException:
                     unit.close()
@@ -199,8 +207,6 @@ class Store:
                     db_tx.commit()
             finally:
                 _quiet_close(conn)
-        if unit is not None and unit.last_event_seq is not None:
-            self._notify(unit.last_event_seq)
 
     def _before_commit(self, unit: Unit, conn: Connection) -> None:
         """Write the rows queued for commit time, then (PostgreSQL) the NOTIFY."""
@@ -287,28 +293,8 @@ class Store:
         stats.largest = max(stats.largest, len(calls))
         self._local.in_transaction = True
         try:
-            with self._writer():
-                with translated():
-                    conn = self._engine.connect()
-                try:
-                    if self.dialect == "sqlite":
-                        conn.execution_options(**{_WRITE_OPTION: True})
-                    with translated():
-                        db_tx = conn.begin()
-                    unit = Unit(conn, now=self.now(), dialect=self.dialect, writable=True)
-                    tx = Transaction(unit)
-                    try:
-                        outcomes = apply_calls(unit, tx, calls, self.group_stats)
-                        self._before_commit(unit, conn)
-                    except BaseException:
-                        unit.close()
-                        _quiet_rollback(db_tx)
-                        raise
-                    unit.close()
-                    with translated():
-                        db_tx.commit()
-                finally:
-                    _quiet_close(conn)
+            with self._write_unit() as unit:
+                outcomes = apply_calls(unit, Transaction(unit), calls, stats)
         except BaseException as error:
             # Nothing of the group exists: each call fails with the group's error.
             stats.failed_groups += 1

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from trust._internal.durations import human
-from trust.tiers import MAX_SCORE, TIER_BOUNDARIES, TIERS, Tier
+from trust.tiers import MAX_SCORE, TIER_BOUNDARIES, TIERS, Tier, tier_of
 
 if TYPE_CHECKING:
     from trust.policy import FadingFactorPolicy, Policy
@@ -288,17 +288,6 @@ class ScoringKernel:
         return math.floor((best if best > floor else floor) * 1_000_000)
 
 
-def tier_of(score: int) -> Tier:
-    """:func:`trust.tier_for` without the argument checks (``score`` is an int in 0..1000)."""
-    if score >= 800:
-        return Tier.MAXIMUM
-    if score >= 600:
-        return Tier.HIGH
-    if score >= 400:
-        return Tier.MEDIUM
-    if score >= 200:
-        return Tier.LOW
-    return Tier.UNTRUSTED
 
 
 def _fading(fp: FadingFactorPolicy, weight: float) -> tuple[float, float, float, float, float]:

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from trust._internal.durations import human
 from trust.errors import TrustError
-from trust.kernel import RING_LABELS, tier_of
-from trust.tiers import MAX_SCORE, TIERS, tier_for
+from trust.kernel import RING_LABELS
+from trust.tiers import MAX_SCORE, TIERS, tier_for, tier_of
 
 if TYPE_CHECKING:
     from trust.policy import Policy

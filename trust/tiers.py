@@ -71,6 +71,11 @@ def tier_for(score: int) -> Tier:
             f"trust score {score} is outside {MIN_SCORE}..{MAX_SCORE}",
             hint="scores come from trust.compute_score, which always stays in range",
         )
+    return tier_of(score)
+
+
+def tier_of(score: int) -> Tier:
+    """:func:`tier_for` without the argument checks (``score`` is an int in 0..1000)."""
     # Four comparisons beat a bisect call at this size and keep the hot path simple.
     if score >= 800:
         return Tier.MAXIMUM

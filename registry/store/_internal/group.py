@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class Refused(Exception):
         self.indexes = frozenset(indexes)
 
 
-class Batch(Generic[I, R]):
+class Batch(ABC, Generic[I, R]):
     """Writes of one kind that many callers make at once (e.g. first registrations).
 
     ``prepare`` turns a submitted item into the item to write; the writer
@@ -89,11 +90,13 @@ class Batch(Generic[I, R]):
     def prepare(self, item: I) -> I:
         return item
 
+    @abstractmethod
     def apply_all(self, tx: Any, items: Sequence[I]) -> list[R]:
-        raise NotImplementedError
+        """Every item written set-based, a result each (or :class:`Refused`)."""
 
+    @abstractmethod
     def apply_one(self, tx: Any, item: I) -> R:
-        raise NotImplementedError
+        """One item written exactly; its result, or its own precise error."""
 
 
 class GroupCall:

@@ -35,7 +35,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import NullType
 
-from registry.store._internal import checks
+from registry.store._internal import checks, sequence
 from registry.store._internal.dberrors import translate, translated
 from registry.store._internal.unit import Unit
 from registry.store.errors import StoreError
@@ -44,7 +44,6 @@ from registry.store.schema import (
     Agent,
     AgentKey,
     Event,
-    SequenceCounter,
     TrustReport,
     TrustScoreHistory,
     TrustSignal,
@@ -58,7 +57,6 @@ _G = cast(Table, TrustSignal.__table__)
 _S = cast(Table, TrustState.__table__)
 _H = cast(Table, TrustScoreHistory.__table__)
 _E = cast(Table, Event.__table__)
-_C = cast(Table, SequenceCounter.__table__)
 
 #: Where the newest value of each fading signal kind lives in ``trust_states``.
 FADING_COLUMNS = {
@@ -820,16 +818,8 @@ class TrustRepository(TrustReader):
         if not events:
             return 0
         n = len(events)
-        stmt = (
-            update(_C)
-            .where(_C.c.name == EVENTS_COUNTER)
-            .values(value=_C.c.value + n)
-            .returning(_C.c.value)
-        )
-        last = self._unit.execute(stmt).scalar_one_or_none()
-        if last is None:
-            raise StoreError("sequence counter 'events' is missing", hint="run `mesh db upgrade`")
-        last = int(last)
+        # The shared allocator: it also takes the counters in their fixed order.
+        last = sequence.next_values(self._unit, EVENTS_COUNTER, n)
         first = last - n + 1
         now = self._unit.now
         self._unit.execute(
@@ -912,16 +902,8 @@ class TrustRepository(TrustReader):
         if not events:
             return 0
         n = len(events)
-        stmt = (
-            update(_C)
-            .where(_C.c.name == EVENTS_COUNTER)
-            .values(value=_C.c.value + n)
-            .returning(_C.c.value)
-        )
-        last = self._unit.execute(stmt).scalar_one_or_none()
-        if last is None:
-            raise StoreError("sequence counter 'events' is missing", hint="run `mesh db upgrade`")
-        last = int(last)
+        # The shared allocator: it also takes the counters in their fixed order.
+        last = sequence.next_values(self._unit, EVENTS_COUNTER, n)
         first = last - n + 1
         if self._unit.dialect == "postgresql":
             now = self._unit.now
@@ -950,10 +932,7 @@ class TrustRepository(TrustReader):
         ``keep_last``; returns how many were deleted. Watch streams resuming from a
         pruned sequence are told to take a new snapshot."""
         self._require_writable()
-        latest = self._unit.execute(
-            select(_C.c.value).where(_C.c.name == EVENTS_COUNTER)
-        ).scalar_one()
-        floor = int(latest) - max(0, keep_last)
+        floor = sequence.current_value(self._unit, EVENTS_COUNTER) - max(0, keep_last)
         result = self._unit.execute(delete(_E).where(_E.c.created_at < before, _E.c.seq <= floor))
         return int(result.rowcount or 0)
 

@@ -211,6 +211,16 @@ _BASE58_BYTES = "".join(sorted(_BASE58)).encode("ascii")
 _B64URL_BYTES = "".join(sorted(_B64URL)).encode("ascii")
 _DID_PREFIX_BYTES = _DID_PREFIX.encode("ascii")
 _DID_ID_START = len(_DID_PREFIX)
+_SIGNED_FIELDS = (
+    "payload_type",
+    "sender",
+    "kid",
+    "audience",
+    "issued_at",
+    "expires_at",
+    "nonce",
+    "payload",
+)
 _new_envelope = object.__new__
 # The slots' own setters (what object.__setattr__ ends up calling, without the lookup).
 (
@@ -225,19 +235,7 @@ _new_envelope = object.__new__
     _set_signature,
     _set_signed,
 ) = (
-    Envelope.__dict__[name].__set__
-    for name in (
-        "payload_type",
-        "sender",
-        "kid",
-        "audience",
-        "issued_at",
-        "expires_at",
-        "nonce",
-        "payload",
-        "signature",
-        "_signed",
-    )
+    Envelope.__dict__[name].__set__ for name in (*_SIGNED_FIELDS, "signature", "_signed")
 )
 
 
@@ -300,18 +298,6 @@ def with_signature(envelope: Envelope, signature: bytes) -> Envelope:
     object.__setattr__(signed, "signature", signature)
     object.__setattr__(signed, "_signed", envelope._signed)
     return signed
-
-
-_SIGNED_FIELDS = (
-    "payload_type",
-    "sender",
-    "kid",
-    "audience",
-    "issued_at",
-    "expires_at",
-    "nonce",
-    "payload",
-)
 
 
 def _fields(envelope: Envelope) -> encoding.EnvelopeFields:

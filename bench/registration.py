@@ -119,9 +119,8 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _run(
-    port: int, data_dir: Path, material: Material, pid: int
-) -> dict[str, float]:
+def _channels(port: int, data_dir: Path) -> tuple[grpc.aio.Channel, grpc.aio.Channel]:
+    """The registry's public TLS channel and the operator's mTLS channel (port + 1)."""
     bundle = (data_dir / "bundle.pem").read_bytes()
     op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
     op_key = (data_dir / "operator" / "operator.key").read_bytes()
@@ -132,6 +131,13 @@ async def _run(
         f"127.0.0.1:{port + 1}",
         grpc.ssl_channel_credentials(bundle, private_key=op_key, certificate_chain=op_cert),
     )
+    return public, operator
+
+
+async def _run(
+    port: int, data_dir: Path, material: Material, pid: int
+) -> dict[str, float]:
+    public, operator = _channels(port, data_dir)
     tokens_stub = tokens_pb2_grpc.JoinTokenServiceStub(operator)
     registration = registration_pb2_grpc.RegistrationServiceStub(public)
     health = health_pb2_grpc.HealthStub(public)

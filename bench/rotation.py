@@ -27,12 +27,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from registration import TRUST_DOMAIN, _cpu_seconds, _start_server, _stop
+from registration import TRUST_DOMAIN, _channels, _cpu_seconds, _start_server, _stop
 
 from mesh.keyhistory import KeyHistory
 from mesh.keys import IdentityKey
@@ -85,16 +84,7 @@ def _seed(data_dir: Path) -> list[str]:
 
 
 async def _run(port: int, data_dir: Path, rotations: list[str], pid: int) -> dict[str, Any]:
-    bundle = (data_dir / "bundle.pem").read_bytes()
-    op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
-    op_key = (data_dir / "operator" / "operator.key").read_bytes()
-    public = grpc.aio.secure_channel(
-        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=bundle)
-    )
-    operator = grpc.aio.secure_channel(
-        f"127.0.0.1:{port + 1}",
-        grpc.ssl_channel_credentials(bundle, private_key=op_key, certificate_chain=op_cert),
-    )
+    public, operator = _channels(port, data_dir)
     op_keys = rotation_pb2_grpc.KeyServiceStub(operator)
     keys = rotation_pb2_grpc.KeyServiceStub(public)
     cpu = _cpu_seconds(pid)

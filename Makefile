@@ -30,6 +30,11 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
+## Build the native registration load generator (bench/loadgen; installs its Debian packages).
+.PHONY: loadgen
+loadgen:
+	bash bench/loadgen/build.sh
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mesh trust registry tests bench examples
 	$(VENV)/bin/mypy --strict mesh trust

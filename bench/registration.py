@@ -12,8 +12,23 @@ the registration service directly (SQLite, 64 concurrent calls on one event
 loop, the store's group commit as in the server): ``*_in_process_sqlite``, the
 ceiling of the registry's own work (CPU of the whole process per registration).
 
-Prints one flat JSON object. ``BENCH_REGISTRATIONS`` (default 4000) sets the
-count; ``BENCH_DATABASES`` (default ``sqlite,postgres,in_process``) picks the parts.
+The Python client above shares the cores with the registry and spends about as
+much CPU per registration as the registry does. The same registrations are
+therefore also made by a native load generator (``bench/loadgen``, C++ gRPC and
+libsodium, built by ``bench/loadgen/build.sh``, which installs its Debian
+packages when missing): ``*_native_client``, with one connection per concurrent
+client as real agents have, the server's CPU per registration and the load
+generator's own. Its join tokens are minted through the operator channel as
+above and handed over with the CSRs in a 0600 file; it makes its own Ed25519
+keys. When it cannot be built, ``native_client_skipped`` says why.
+
+Server CPU is that of the ``mesh serve`` process and all its descendants (a
+registry of several serving processes). Prints one flat JSON object.
+``BENCH_REGISTRATIONS`` (default 4000) sets the count; ``BENCH_DATABASES``
+(default ``sqlite,sqlite_native,in_process,postgres,postgres_native``) picks the
+parts; ``BENCH_SERVE_ARGS`` is appended to the ``mesh serve`` command line
+(e.g. ``--workers 2``); ``BENCH_NATIVE_CHANNELS`` (default 64, one per client)
+sets the native client's connections.
 """
 
 from __future__ import annotations
@@ -21,11 +36,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -45,6 +62,12 @@ CLIENTS = 64
 REGISTRATIONS = int(os.environ.get("BENCH_REGISTRATIONS", "4000"))
 UNARY_SECONDS = 3.0
 TRUST_DOMAIN = "bench.mesh"
+PARTS = ("sqlite", "sqlite_native", "in_process", "postgres", "postgres_native")
+SERVE_ARGS = shlex.split(os.environ.get("BENCH_SERVE_ARGS", ""))
+LOADGEN_DIR = Path(__file__).resolve().parent / "loadgen"
+NATIVE_CHANNELS = int(os.environ.get("BENCH_NATIVE_CHANNELS", str(CLIENTS)))
+# A bound on one native run (its RPC deadlines are 60 s each): it never hangs the bench.
+LOADGEN_TIMEOUT = 900.0
 
 
 def _free_port_pair() -> int:
@@ -70,6 +93,7 @@ def _start_server(data_dir: Path, database_url: str) -> tuple[subprocess.Popen[b
     ]
     if database_url:
         command += ["--database-url", database_url]
+    command += SERVE_ARGS
     env = {**os.environ, "MESH_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -96,27 +120,52 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def _csrs(n: int) -> list[bytes]:
+    """DER CSRs, each for a fresh P-256 key, as agents send them."""
+    return [
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+        for _ in range(n)
+    ]
+
+
 def _prepare(n: int) -> list[tuple[IdentityKey, bytes]]:
-    out = []
-    for _ in range(n):
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([]))
-            .sign(key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.DER)
-        )
-        out.append((IdentityKey.generate(), csr))
-    return out
+    return [(IdentityKey.generate(), csr) for csr in _csrs(n)]
 
 
 Material = list[tuple[IdentityKey, bytes]]
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants (Linux /proc)."""
+    pids, at = [pid], 0
+    while at < len(pids):
+        for children in Path(f"/proc/{pids[at]}/task").glob("*/children"):
+            try:
+                pids += [int(child) for child in children.read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # that thread or process ended meanwhile
+        at += 1
+    return pids
+
+
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), load-independent unlike rates."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and all its descendants (Linux /proc).
+
+    Load-independent, unlike rates. A registry made of several serving processes
+    spends its CPU in children: live ones are summed, and those that ended count
+    in their parent's cutime/cstime once it has reaped them.
+    """
+    ticks = 0
+    for member in _process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _channels(port: int, data_dir: Path) -> tuple[grpc.aio.Channel, grpc.aio.Channel]:
@@ -134,14 +183,9 @@ def _channels(port: int, data_dir: Path) -> tuple[grpc.aio.Channel, grpc.aio.Cha
     return public, operator
 
 
-async def _run(
-    port: int, data_dir: Path, material: Material, pid: int
-) -> dict[str, float]:
-    public, operator = _channels(port, data_dir)
+async def _join_tokens(operator: grpc.aio.Channel, n: int) -> list[str]:
+    """``n`` one-time join tokens minted by the operator, 64 requests at a time."""
     tokens_stub = tokens_pb2_grpc.JoinTokenServiceStub(operator)
-    registration = registration_pb2_grpc.RegistrationServiceStub(public)
-    health = health_pb2_grpc.HealthStub(public)
-
     sem = asyncio.Semaphore(CLIENTS)
 
     async def token() -> str:
@@ -151,7 +195,17 @@ async def _run(
             )
             return str(r.token)
 
-    tokens = await asyncio.gather(*(token() for _ in material))
+    return list(await asyncio.gather(*(token() for _ in range(n))))
+
+
+async def _run(
+    port: int, data_dir: Path, material: Material, pid: int
+) -> dict[str, float]:
+    public, operator = _channels(port, data_dir)
+    registration = registration_pb2_grpc.RegistrationServiceStub(public)
+    health = health_pb2_grpc.HealthStub(public)
+
+    tokens = await _join_tokens(operator, len(material))
 
     async def register(identity: IdentityKey, csr: bytes, join_token: str) -> None:
         challenge = await registration.GetChallenge(registration_pb2.GetChallengeRequest())
@@ -229,6 +283,105 @@ def _measure(label: str, database_url: str, material: Material) -> dict[str, Any
         ),
         f"server_cpu_ms_per_unary_rpc_{label}": round(result["server_cpu_ms_per_unary_rpc"], 3),
     }
+
+
+def _build_loadgen() -> tuple[Path | None, str]:
+    """The native load generator (built, and its packages installed, when needed), or why not."""
+    try:
+        done = subprocess.run(
+            ["bash", str(LOADGEN_DIR / "build.sh")], capture_output=True, text=True,
+            timeout=LOADGEN_TIMEOUT, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"bench/loadgen/build.sh did not run: {exc}"
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr, end="")
+        last = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        return None, f"bench/loadgen/build.sh exit {done.returncode}: {last[0][:300]}"
+    binary = Path(done.stdout.strip().splitlines()[-1])
+    return binary, ""
+
+
+def _write_registrations(path: Path, tokens: list[str], csrs: list[bytes]) -> None:
+    """Per registration, its join token and CSR, each u64-length-prefixed (0600: tokens)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for token, csr in zip(tokens, csrs, strict=True):
+            for field in (token.encode(), csr):
+                out.write(len(field).to_bytes(8, "big") + field)
+
+
+def _run_loadgen(
+    loadgen: Path, port: int, data_dir: Path, registrations: Path, pid: int
+) -> tuple[dict[str, Any], float]:
+    """The load generator's report and the server's CPU seconds over its timed part.
+
+    It connects every channel, says it is ready, and starts on our word, so the
+    server's CPU is sampled around the registrations alone.
+    """
+    command = [
+        str(loadgen), "--target", f"127.0.0.1:{port}", "--bundle", str(data_dir / "bundle.pem"),
+        "--input", str(registrations), "--concurrency", str(CLIENTS),
+        "--channels", str(NATIVE_CHANNELS), "--sync-stdin",
+    ]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(LOADGEN_TIMEOUT, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        ready = proc.stdout.readline()
+        if json.loads(ready or "{}").get("ready") is not True:
+            raise SystemExit(f"loadgen did not start: {ready!r}, exit {proc.wait()}")
+        cpu = _cpu_seconds(pid)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        report = proc.stdout.readline()
+        server_cpu = _cpu_seconds(pid) - cpu
+        if proc.wait() != 0 or not report:
+            raise SystemExit(f"loadgen failed: exit {proc.returncode}")
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return json.loads(report), server_cpu
+
+
+def _measure_native(
+    label: str, database_url: str, csrs: list[bytes], loadgen: Path
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        proc, port = _start_server(data_dir, database_url)
+        try:
+
+            async def mint() -> list[str]:
+                public, operator = _channels(port, data_dir)
+                try:
+                    return await _join_tokens(operator, len(csrs))
+                finally:
+                    await public.close()
+                    await operator.close()
+
+            registrations = Path(tmp) / "registrations"
+            _write_registrations(registrations, asyncio.run(mint()), csrs)
+            report, server_cpu = _run_loadgen(loadgen, port, data_dir, registrations, proc.pid)
+        finally:
+            _stop(proc)
+    succeeded = int(report["succeeded"])
+    failures: dict[str, int] = report["failures"]
+    label = f"{label}_native_client"
+    out: dict[str, Any] = {
+        f"registrations_per_s_{label}": round(succeeded / report["elapsed_s"], 1),
+        f"server_cpu_ms_per_registration_{label}": round(1000 * server_cpu / max(succeeded, 1), 3),
+        f"loadgen_cpu_ms_per_registration_{label}": round(
+            1000 * report["cpu_s"] / max(succeeded, 1), 3
+        ),
+        f"failed_registrations_{label}": sum(failures.values()),
+    }
+    if failures:
+        out[f"failures_by_code_{label}"] = ",".join(f"{k}={v}" for k, v in failures.items())
+    return out
 
 
 def _postgres() -> tuple[str, str] | None:
@@ -312,20 +465,39 @@ async def _in_process(data_dir: Path, material: Material) -> dict[str, float]:
 
 
 def main() -> None:
-    material = _prepare(REGISTRATIONS)
+    databases = os.environ.get("BENCH_DATABASES", ",".join(PARTS)).split(",")
+    unknown = set(databases) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"BENCH_DATABASES: unknown part(s) {', '.join(sorted(unknown))}")
     out: dict[str, Any] = {"clients": CLIENTS, "registrations": REGISTRATIONS}
-    databases = os.environ.get("BENCH_DATABASES", "sqlite,postgres,in_process").split(",")
+    loadgen: Path | None = None
+    if {"sqlite_native", "postgres_native"} & set(databases):
+        loadgen, reason = _build_loadgen()
+        if loadgen is None:
+            out["native_client_skipped"] = reason
+        else:
+            out["native_client_channels"] = NATIVE_CHANNELS
     if "sqlite" in databases:
-        out.update(_measure("sqlite", "", material))
+        out.update(_measure("sqlite", "", _prepare(REGISTRATIONS)))
+    if "sqlite_native" in databases and loadgen is not None:
+        out.update(_measure_native("sqlite", "", _csrs(REGISTRATIONS), loadgen))
     if "in_process" in databases:
         with tempfile.TemporaryDirectory() as tmp:
             out.update(asyncio.run(_in_process(Path(tmp), _prepare(REGISTRATIONS))))
-    pg = _postgres() if "postgres" in databases else None
-    if pg is not None:
-        try:
-            out.update(_measure("postgres", pg[1], _prepare(REGISTRATIONS)))
-        finally:
-            _drop(pg[0])
+    if "postgres" in databases:
+        pg = _postgres()
+        if pg is not None:
+            try:
+                out.update(_measure("postgres", pg[1], _prepare(REGISTRATIONS)))
+            finally:
+                _drop(pg[0])
+    if "postgres_native" in databases and loadgen is not None:
+        pg = _postgres()
+        if pg is not None:
+            try:
+                out.update(_measure_native("postgres", pg[1], _csrs(REGISTRATIONS), loadgen))
+            finally:
+                _drop(pg[0])
     print(json.dumps(out))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,22 @@ def _load(config_file: Path | None, **flags: Any) -> Config:
               "default: the listen port + 1).")
 @click.option("--metrics-listen", help="HOST:PORT for Prometheus metrics (default: off).")
 @click.option("--log-format", type=click.Choice(["console", "json"]), help="Log format.")
+@click.option("--workers", type=int, help="Serving processes sharing the ports and the data "
+              "directory (default 1; one per core serves the most).")
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Run the registry: gRPC over TLS, with the CA and the store in the data directory."""
     from registry import logs
-    from registry.server import serve as run
+    from registry.workers import Supervisor, Worker
 
     config = _load(config_file, **flags)
     logs.configure(config.log_format, config.log_level)
-    asyncio.run(run(config))
+    worker = Worker.from_env(config.workers)
+    if config.workers > 1 and worker is None:
+        argv = sys.argv[1:]
+        raise SystemExit(Supervisor(argv, config.workers, config.grace_seconds).run())
+    from registry.server import serve as run
+
+    asyncio.run(run(config, worker))
 
 
 @click.group("db")

@@ -20,6 +20,8 @@ from mesh.errors import MeshError
 from mesh.spiffeid import TrustDomain
 
 ENV_PREFIX = "MESH_"
+#: Most serving processes `mesh serve --workers` runs.
+MAX_WORKERS = 64
 
 
 class ConfigError(MeshError):
@@ -55,6 +57,9 @@ class Config:
     serving_cert_ttl_seconds: int = 7 * 24 * 3600
     # Threads for the store and for CPU-bound crypto (CSR checks, signing).
     worker_threads: int = 8
+    # Serving processes sharing the ports and the data directory (see
+    # registry.workers); one process serves on one core at most.
+    workers: int = 1
     # Extra DNS names / IPs for the serving certificate (beyond the listen host, localhost).
     extra_hosts: tuple[str, ...] = field(default=())
     grace_seconds: float = 5.0
@@ -216,6 +221,17 @@ def validate(config: Config) -> None:
     for name in positive:
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(config, name)}")
+    if not 1 <= config.workers <= MAX_WORKERS:
+        raise ConfigError(f"workers must be between 1 and {MAX_WORKERS}, got {config.workers}")
+    if config.workers > 1:
+        for name, address in (("listen", config.listen),
+                              ("mtls_listen", config.effective_mtls_listen)):
+            if split_host_port(address, name)[1] == 0:
+                raise ConfigError(
+                    f"{name} port 0 with workers={config.workers}: the workers share the "
+                    "ports, so each must be fixed",
+                    hint=f"give {name} a port number, e.g. 127.0.0.1:8443",
+                )
     if config.database_max_overflow < 0:
         raise ConfigError("database_max_overflow must be 0 or positive")
     if config.trust_recompute_interval_seconds <= 0:

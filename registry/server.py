@@ -58,6 +58,7 @@ from registry.ca.schedule import SchedulePolicy
 from registry.config import Config
 from registry.events.hub import EventHub
 from registry.events.watch import EventService, add_event_service
+from registry.filelock import FileLock
 from registry.health import StoreHealth
 from registry.interceptor import GuardInterceptor
 from registry.logs import get_logger
@@ -76,6 +77,7 @@ from registry.services.tokens import JoinTokenService
 from registry.services.trust import TrustService
 from registry.services.verify import VerifyService
 from registry.store import Store, StoreOptions, open_store
+from registry.workers import Siblings, Worker, announce_ready, metrics_listen_for
 
 CHALLENGE_KEY = "challenge.key"
 OPERATOR_NAME = "admin"
@@ -110,8 +112,10 @@ class OperatorCredential:
 class RegistryServer:
     """One registry process. ``await start()``, then ``await wait()`` or ``await stop()``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: Worker | None = None) -> None:
         self.config = config
+        #: This process's place among ``--workers`` processes (None: the only one).
+        self.worker = worker
         self.trust_domain = TrustDomain.parse(config.trust_domain)
         self.metrics = Metrics()
         self.port = 0
@@ -137,6 +141,8 @@ class RegistryServer:
         # Replicas over PostgreSQL (shared secrets, leadership, LISTEN) and the
         # database-following health.
         self.replication: Replication | None = None
+        # Other worker processes on this host (``--workers``): wake-ups, leadership, CA.
+        self.siblings: Siblings | None = None
         self.store_health: StoreHealth | None = None
         # (chain PEM, key PEM, roots PEM, expiry) served to new connections.
         self._tls_lock = threading.Lock()
@@ -179,7 +185,8 @@ class RegistryServer:
             interceptors=[GuardInterceptor(authenticator, self.metrics)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
+                # Workers share the ports; a lone registry must not share them by mistake.
+                ("grpc.so_reuseport", 1 if self.worker is not None else 0),
             ],
         )
         registration_pb2_grpc.add_RegistrationServiceServicer_to_server(
@@ -192,11 +199,25 @@ class RegistryServer:
         self.hub = EventHub(self.store)
         await self.hub.start()
         hub = self.hub
-        self._unlisten = self.store.add_commit_listener(lambda _seq: hub.notify())
         assert self.replication is not None
         self.replication.start(
             ca=self.ca, wake=hub.notify, on_ca_change=self._issue_serving_certificate
         )
+        if self.worker is not None:
+            # Over PostgreSQL the replicas' leadership and NOTIFY already span the workers.
+            postgres = self.replication.enabled
+            self.siblings = Siblings(config.data_dir, self.worker, elect=not postgres)
+            self.siblings.start(
+                ca=self.ca, wake=hub.notify, on_ca_change=self._issue_serving_certificate
+            )
+        siblings = self.siblings if self.store.dialect == "sqlite" else None
+
+        def committed(_seq: int) -> None:
+            hub.notify()
+            if siblings is not None:
+                siblings.notify()
+
+        self._unlisten = self.store.add_commit_listener(committed)
         trust_pb2_grpc.add_TrustServiceServicer_to_server(
             TrustService(runtime, self.recomputer), server
         )
@@ -250,8 +271,9 @@ class RegistryServer:
             self._health, SERVICE_NAMES, ping, interval=config.health_check_interval_seconds
         )
         self.store_health.start()
-        if config.metrics_listen:
-            host, _, port = config.metrics_listen.rpartition(":")
+        metrics_listen = metrics_listen_for(config.metrics_listen, self.worker)
+        if metrics_listen:
+            host, _, port = metrics_listen.rpartition(":")
             self._metrics_server, _thread = self.metrics.serve(host.strip("[]"), int(port))
             self.metrics_port = self._metrics_server.server_port
         self._renewer = asyncio.create_task(self._renew_loop())
@@ -261,7 +283,7 @@ class RegistryServer:
             recompute_interval=config.trust_recompute_interval_seconds,
             event_retention=float(config.event_retention_seconds),
             ca_rotator=self.ca_rotator,
-            leader=self.replication.is_leader,
+            leader=self._is_leader,
         )
         self.scheduler.start()
         _log.info(
@@ -275,6 +297,12 @@ class RegistryServer:
             database=self.store.dialect,
             metrics_port=self.metrics_port or None,
         )
+
+    def _is_leader(self) -> bool:
+        """Should this process run the scheduled jobs now?"""
+        assert self.replication is not None
+        siblings = self.siblings
+        return self.replication.is_leader() and (siblings is None or siblings.is_leader())
 
     async def wait(self) -> None:
         assert self._server is not None
@@ -304,6 +332,8 @@ class RegistryServer:
             self.verify.close()
         if self.replication is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.replication.stop)
+        if self.siblings is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.siblings.stop)
         if self.recomputer is not None:
             self.recomputer.close()
         if self._unlisten is not None:
@@ -392,6 +422,16 @@ class RegistryServer:
         assert self.ca is not None and self.store is not None
         directory = self.config.data_dir / OPERATOR_DIR
         make_private_dir(directory)
+        # Workers share the credential: one of them at a time creates or renews it.
+        lock = FileLock(directory / ".lock")
+        try:
+            lock.acquire()
+            return self._ensure_operator_locked(directory)
+        finally:
+            lock.close()
+
+    def _ensure_operator_locked(self, directory: Path) -> OperatorCredential:
+        assert self.ca is not None and self.store is not None
         cert_path, key_path = directory / OPERATOR_CERT, directory / OPERATOR_KEY
         key = _load_key(key_path)
         if key is None:
@@ -533,13 +573,14 @@ def settle_collector() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, worker: Worker | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     import signal
 
-    server = RegistryServer(config)
+    server = RegistryServer(config, worker)
     await server.start()
     settle_collector()
+    announce_ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

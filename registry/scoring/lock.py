@@ -2,8 +2,8 @@
 
 PostgreSQL: a session-level advisory lock held on a dedicated connection for
 the whole run, so a second replica's scheduler skips its turn (``try``) and a
-manual recompute waits for the running one. SQLite serves one process, so an
-in-process lock is all it needs.
+manual recompute waits for the running one. SQLite: the same between the
+processes on the database file (``--workers``), with a lock file beside it.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+
+from registry.filelock import FileLock
 
 #: Advisory lock key: the first 8 bytes of sha256("trustmesh.recompute"), as a signed int64.
 ADVISORY_KEY = 0x2F1C6B3A5D7E9041
@@ -24,6 +27,8 @@ class RecomputeLock:
     def __init__(self, store: Any) -> None:
         self._store = store
         self._local = threading.Lock()
+        database = store.engine.url.database if store.dialect == "sqlite" else None
+        self._file_path = Path(database + "-recompute.lock") if database else None
 
     @contextmanager
     def hold(self, *, wait: float = 0.0) -> Iterator[bool]:
@@ -37,6 +42,10 @@ class RecomputeLock:
             yield False
             return
         try:
+            if self._file_path is not None:
+                with FileLock(self._file_path, keep_open=False).hold(timeout=wait) as got:
+                    yield got
+                return
             if self._store.dialect != "postgresql":
                 yield True
                 return

@@ -9,11 +9,13 @@ SQLite (the embedded default, ``<data_dir>/registry.db``):
   must not lose the last commits;
 * foreign keys on; a busy timeout for other processes (e.g. ``mesh db`` run
   beside the server);
-* one writer at a time: write transactions take a process-wide lock per
-  database file and then ``BEGIN IMMEDIATE``, so concurrent writers queue in
-  order instead of failing with "database is locked" (SQLite's busy handler
-  sleeps and retries blindly, and a deferred transaction that later tries to
-  write can deadlock). Readers take no lock.
+* one writer at a time: write transactions take a lock per database file
+  (a thread lock inside the process, then ``<db>-writer.lock`` between
+  processes, see :mod:`registry.filelock`) and then ``BEGIN IMMEDIATE``, so
+  concurrent writers, ``--workers`` processes included, queue instead of
+  failing with "database is locked" (SQLite's busy handler sleeps and retries
+  blindly, up to 100 ms at a time, and a deferred transaction that later tries
+  to write can deadlock). Readers take no lock.
 
 PostgreSQL (``postgresql+psycopg://...``; ``postgresql://`` and ``postgres://``
 mean the same): a connection pool with ``pool_pre_ping`` so connections the
@@ -41,6 +43,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import QueuePool
 
+from registry.filelock import FileLock
 from registry.store._internal.dberrors import translated
 from registry.store._internal.group import (
     Batch,
@@ -95,14 +98,20 @@ class StoreOptions:
     echo: bool = False
 
 
-# One lock per SQLite file for the whole process, shared by every Store on it.
-_SQLITE_WRITE_LOCKS: dict[str, threading.Lock] = {}
+# One lock per SQLite file, shared by every Store on it in this process and, through
+# its lock file, with every other process (workers, `mesh db` commands).
+_SQLITE_WRITE_LOCKS: dict[str, FileLock] = {}
 _SQLITE_WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def _sqlite_write_lock(path: Path) -> threading.Lock:
+def _sqlite_write_lock(path: Path) -> FileLock:
     with _SQLITE_WRITE_LOCKS_GUARD:
-        return _SQLITE_WRITE_LOCKS.setdefault(str(path), threading.Lock())
+        lock = _SQLITE_WRITE_LOCKS.get(str(path))
+        if lock is None:
+            lock = _SQLITE_WRITE_LOCKS[str(path)] = FileLock(
+                path.with_name(path.name + "-writer.lock"), keep_open=False
+            )
+        return lock
 
 
 def _utc_now() -> datetime:
@@ -118,7 +127,7 @@ class Store:
         *,
         options: StoreOptions,
         clock: Callable[[], datetime] = _utc_now,
-        write_lock: threading.Lock | None = None,
+        write_lock: FileLock | None = None,
     ) -> None:
         self._engine = engine
         self._options = options
@@ -514,7 +523,7 @@ def _parse_url(raw: str) -> URL:
         ) from error
 
 
-def _sqlite_engine(url: URL, options: StoreOptions) -> tuple[Engine, threading.Lock]:
+def _sqlite_engine(url: URL, options: StoreOptions) -> tuple[Engine, FileLock]:
     if url.drivername not in ("sqlite", "sqlite+pysqlite"):
         raise InvalidArgument(f"unsupported SQLite driver {url.drivername!r}; use sqlite:///")
     database = url.database or ""

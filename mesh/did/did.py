@@ -15,8 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import base58
-
+from mesh.did import _base58
 from mesh.ed25519 import check_public_key
 from mesh.errors import InvalidIdentifier
 
@@ -25,7 +24,7 @@ DID_PREFIX = f"did:{DID_METHOD}:"
 ID_BYTES = 20
 # 20 bytes need at most 28 base58 characters; cap the input before decoding it.
 _MAX_ID_CHARS = 28
-_ALPHABET = frozenset(base58.BITCOIN_ALPHABET.decode())
+_ALPHABET = frozenset(_base58.ALPHABET)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,11 @@ class DID:
         """Derive the DID of an agent from its inception Ed25519 public key."""
         check_public_key(inception_public_key)
         digest = hashlib.sha256(inception_public_key).digest()[:ID_BYTES]
-        return cls(base58.b58encode(digest).decode("ascii"))
+        # The canonical encoding of 20 bytes by construction: no need to check it
+        # back (``__post_init__`` would decode and re-encode it).
+        did = object.__new__(cls)
+        object.__setattr__(did, "id", _base58.encode(digest))
+        return did
 
     @classmethod
     def parse(cls, text: str) -> DID:
@@ -65,7 +68,7 @@ class DID:
     @property
     def digest(self) -> bytes:
         """The 20 bytes the id encodes."""
-        return bytes(base58.b58decode(self.id))
+        return _base58.decode(self.id)
 
     def matches_key(self, inception_public_key: bytes) -> bool:
         """True when this DID was derived from ``inception_public_key``."""
@@ -91,10 +94,10 @@ def _check_id(value: str) -> None:
             f"the DID id has characters outside base58btc: {''.join(bad)!r}",
             hint="base58btc has no 0, O, I or l",
         )
-    raw = base58.b58decode(value)
+    raw = _base58.decode(value)
     if len(raw) != ID_BYTES:
         raise InvalidIdentifier(
             f"the DID id decodes to {len(raw)} bytes; a did:mesh id is {ID_BYTES} bytes",
         )
-    if base58.b58encode(raw).decode("ascii") != value:
+    if _base58.encode(raw) != value:
         raise InvalidIdentifier("the DID id is not in canonical base58btc form")

@@ -13,12 +13,15 @@ from mesh.spiffeid.id import SpiffeID
 from mesh.spiffeid.trustdomain import TrustDomain
 
 AGENT_SEGMENT = "agent"
+_AGENT_PATH = f"/{AGENT_SEGMENT}/"
 
 
 def agent_spiffe_id(trust_domain: TrustDomain | str, did: DID | str) -> SpiffeID:
     """The SPIFFE ID of the agent ``did`` in ``trust_domain``."""
     the_did = did if isinstance(did, DID) else DID.parse(did)
-    return SpiffeID.from_segments(trust_domain, AGENT_SEGMENT, the_did.id)
+    td = trust_domain if isinstance(trust_domain, TrustDomain) else TrustDomain.parse(trust_domain)
+    # A valid DID's id is base58btc: always one valid path segment, as "agent" is.
+    return SpiffeID._checked_path(td, _AGENT_PATH + the_did.id)
 
 
 def did_from_agent_spiffe_id(spiffe_id: SpiffeID | str) -> DID:

@@ -84,6 +84,22 @@ class SpiffeID:
         return cls(td, "".join("/" + s for s in segments))
 
     @classmethod
+    def _checked_path(cls, trust_domain: TrustDomain, path: str) -> SpiffeID:
+        """``spiffe://<td><path>`` for a ``path`` whose every rule the caller has
+        already established (e.g. ``/agent/<did id>``: a DID id is base58): only
+        the length is checked here."""
+        size = len(SCHEME_PREFIX) + len(trust_domain.name) + len(path)
+        if size > MAX_ID_BYTES:
+            raise InvalidIdentifier(
+                f"the SPIFFE ID is {size} bytes long; the limit is {MAX_ID_BYTES}",
+                hint="use a shorter path",
+            )
+        sid = object.__new__(cls)
+        object.__setattr__(sid, "trust_domain", trust_domain)
+        object.__setattr__(sid, "path", path)
+        return sid
+
+    @classmethod
     def from_path(cls, trust_domain: TrustDomain | str, path: str) -> SpiffeID:
         """``spiffe://<td><path>``; ``path`` is ``""`` or starts with ``/``."""
         return cls(_trust_domain(trust_domain), path)

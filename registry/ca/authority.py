@@ -51,15 +51,15 @@ class X509Authority:
     certificate: x509.Certificate
     private_key: ec.EllipticCurvePrivateKey = field(repr=False, compare=False)
 
-    @property
+    # Cached: read on every issuance, and the certificate never changes.
+    @functools.cached_property
     def not_before(self) -> datetime:
         return self.certificate.not_valid_before_utc
 
-    @property
+    @functools.cached_property
     def not_after(self) -> datetime:
         return self.certificate.not_valid_after_utc
 
-    # Cached: read on every issuance, and the certificate never changes.
     @functools.cached_property
     def subject_key_identifier(self) -> bytes:
         return self.certificate.extensions.get_extension_for_class(

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,9 +71,10 @@ class _Prepared:
     key: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _FirstItem:
-    """A first registration: the checked request, then (``prepare``) what it computes."""
+    """A first registration: the checked request, then (``prepare``, on the store's
+    writer thread, which alone touches the item from then on) what it computes."""
 
     token_hash: str
     nonce: bytes
@@ -104,6 +105,13 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         self._svid_ttl = timedelta(seconds=runtime.config.x509_svid_ttl_seconds)
         self._rotation = RotationPolicy.from_config(runtime.config)
         self._first_batch = _FirstRegistrations(self)
+        # The counters' children, looked up once (``labels`` costs a lock and a dict).
+        registrations = runtime.metrics.registrations
+        self._counted = {
+            outcome: registrations.labels(outcome)
+            for outcome in ("created", "retry", "reregistered")
+        }
+        self._x509_issued = runtime.metrics.svids_issued.labels("x509")
 
     # -- GetChallenge ------------------------------------------------------------
 
@@ -140,8 +148,8 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             prepared, created, stored_history = await self._rt.write_batched(
                 self._first_batch, item
             )
-            self._rt.metrics.registrations.labels("created" if created else "retry").inc()
-            self._rt.metrics.svids_issued.labels("x509").inc()
+            self._counted["created" if created else "retry"].inc()
+            self._x509_issued.inc()
             return self._response(prepared, created, stored_history)
         if metadata:
             raise invalid("metadata", "is recorded at first registration only; send it empty")
@@ -151,8 +159,8 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         await self._rt.write(
             functools.partial(self._write_reregistration, prepared, nonce, expires_at)
         )
-        self._rt.metrics.registrations.labels("reregistered").inc()
-        self._rt.metrics.svids_issued.labels("x509").inc()
+        self._counted["reregistered"].inc()
+        self._x509_issued.inc()
         return self._response(prepared, False, prepared.history_json)
 
     # A first registration is an item of the store's batch of first registrations:
@@ -174,10 +182,10 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         self._verify_proof(nonce, public_key, csr, proof)
         did = DID.from_public_key(public_key)
         history_json, inception_at = self._inception_history(history_text, did, public_key)
-        spiffe_id = str(agent_spiffe_id(self._rt.trust_domain, did))
+        spiffe_id = agent_spiffe_id(self._rt.trust_domain, did)
         chain = self._rt.ca.issue_x509_svid(csr, spiffe_id, ttl=self._svid_ttl)
         return _Prepared(
-            str(did), spiffe_id, key_id(public_key), chain, history_json, inception_at
+            str(did), str(spiffe_id), key_id(public_key), chain, history_json, inception_at
         )
 
     def _inception_history(
@@ -255,54 +263,56 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         table. An item that would not simply create its agent (a duplicate within
         the group, a used challenge, a token that is not usable or is a retry, an
         agent that exists) is refused: it then goes through ``_write_first``."""
+        ready = [it.ready for it in items]
+        nonces = [it.nonce.hex() for it in items]
         seen: set[str] = set()
         refused = set()
-        for i, it in enumerate(items):
-            keys = (it.nonce.hex(), it.token_hash, it.ready.did)
+        for i, (it, p, nonce) in enumerate(zip(items, ready, nonces, strict=True)):
+            keys = (nonce, it.token_hash, p.did)
             if any(k in seen for k in keys):
                 refused.add(i)
             seen.update(keys)
         if refused:
             raise Refused(refused)
         recorded = tx.challenges.use_many(
-            [(it.nonce.hex(), CHALLENGE_PURPOSE, self._td, it.expires_at) for it in items]
+            [
+                (nonce, CHALLENGE_PURPOSE, self._td, it.expires_at)
+                for it, nonce in zip(items, nonces, strict=True)
+            ]
         )
-        tokens = tx.tokens.consume_many([(it.token_hash, it.ready.did) for it in items])
+        tokens = tx.tokens.consume_many(
+            [(it.token_hash, p.did) for it, p in zip(items, ready, strict=True)]
+        )
+        records = [tokens.get(it.token_hash) for it in items]
         refused = {
             i
-            for i, it in enumerate(items)
-            if it.nonce.hex() not in recorded or it.token_hash not in tokens
+            for i, (nonce, record) in enumerate(zip(nonces, records, strict=True))
+            if nonce not in recorded or record is None
         }
         if refused:
             raise Refused(refused)
         created = tx.agents.create_many(
             [
-                (it.ready.did, tokens[it.token_hash].agent_name, it.ready.spiffe_id,
-                 it.metadata)
-                for it in items
+                (p.did, record.agent_name, p.spiffe_id, it.metadata)
+                for it, p, record in zip(items, ready, records, strict=True)
             ]
         )
-        refused = {i for i, it in enumerate(items) if it.ready.did not in created}
+        refused = {i for i, p in enumerate(ready) if p.did not in created}
         if refused:
             raise Refused(refused)
         tx.keys.add_many(
             [
-                (it.ready.did, 0, it.ready.kid, it.public_key,
-                 it.ready.inception_at or tx.now)
-                for it in items
+                (p.did, 0, p.kid, it.public_key, p.inception_at or tx.now)
+                for it, p in zip(items, ready, strict=True)
             ]
         )
         tx.keys.add_histories(
-            [
-                (it.ready.did, it.ready.history_json)
-                for it in items
-                if it.ready.history_json is not None
-            ]
+            [(p.did, p.history_json) for p in ready if p.history_json is not None]
         )
-        tx.svids.record_many([_svid_row(it.ready.did, it.ready.chain[0]) for it in items])
-        for it in items:
-            self._append_registered(tx, it.ready, tokens[it.token_hash])
-        return [(it.ready, True, it.ready.history_json) for it in items]
+        tx.svids.record_many([_svid_row(p.did, p.chain[0]) for p in ready])
+        for p, record in zip(ready, records, strict=True):
+            self._append_registered(tx, p, record)
+        return [(p, True, p.history_json) for p in ready]
 
     def _append_registered(self, tx: Any, p: _Prepared, record: Any) -> None:
         """The ``agent.registered`` event and the audit entry, written at commit."""
@@ -463,10 +473,10 @@ class _FirstRegistrations(Batch[_FirstItem, _FirstResult]):
         self._service = service
 
     def prepare(self, item: _FirstItem) -> _FirstItem:
-        prepared = self._service._prepare_first(
+        item.prepared = self._service._prepare_first(
             item.public_key, item.nonce, item.proof, item.csr, item.history_text
         )
-        return replace(item, prepared=prepared)
+        return item
 
     def apply_all(self, tx: Any, items: Sequence[_FirstItem]) -> list[_FirstResult]:
         return self._service._write_first_all(tx, items)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,18 @@ GENESIS_HASH = "0" * 64
 CANONICAL_VERSION = 1
 
 
+# One encoder for every entry (``json.dumps`` with these options builds a new one
+# per call); ``encode`` gives exactly what ``json.dumps`` gives with them.
+_CANONICAL_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def canonical_time(at: datetime) -> str:
+    """``at`` as the canonical encoding spells it: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def canonical_bytes(
     *,
     seq: int,
@@ -40,19 +53,29 @@ def canonical_bytes(
     details: dict[str, Any],
     prev_hash: str,
 ) -> bytes:
+    return _canonical(seq, canonical_time(at), actor, action, subject, details, prev_hash)
+
+
+def _canonical(
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any],
+    prev_hash: str,
+) -> bytes:
     doc = {
         "v": CANONICAL_VERSION,
         "seq": seq,
-        "at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "at": at,
         "actor": actor,
         "action": action,
         "subject": subject,
         "details": details,
         "prev_hash": prev_hash,
     }
-    return json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _CANONICAL_JSON.encode(doc).encode("utf-8")
 
 
 def entry_hash(
@@ -75,6 +98,26 @@ def entry_hash(
         prev_hash=prev_hash,
     )
     return hashlib.sha256(data).hexdigest()
+
+
+def chain_hashes(
+    first_seq: int,
+    at: datetime,
+    entries: Sequence[tuple[str, str, str, dict[str, Any]]],
+    prev_hash: str,
+) -> list[str]:
+    """The hashes of consecutive entries ``(actor, action, subject, details)``
+    numbered from ``first_seq``, all written at ``at``, chained after
+    ``prev_hash``: each one what :func:`entry_hash` gives for its row."""
+    when = canonical_time(at)
+    sha256 = hashlib.sha256
+    hashes = []
+    for i, (actor, action, subject, details) in enumerate(entries):
+        prev_hash = sha256(
+            _canonical(first_seq + i, when, actor, action, subject, details, prev_hash)
+        ).hexdigest()
+        hashes.append(prev_hash)
+    return hashes
 
 
 def record_hash(record: AuditRecord) -> str:

@@ -44,10 +44,14 @@ def integer(value: int) -> bytes:
 
 def time(at: datetime) -> bytes:
     """RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; whole seconds."""
-    at = at.astimezone(UTC)
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    clock = (at.month, at.day, at.hour, at.minute, at.second)
     if 1950 <= at.year < 2050:
-        return tlv(0x17, at.strftime("%y%m%d%H%M%SZ").encode("ascii"))
-    return tlv(0x18, f"{at.year:04d}{at.strftime('%m%d%H%M%SZ')}".encode("ascii"))
+        # UTCTime: 13 bytes, YYMMDDHHMMSSZ.
+        return b"\x17\x0d%02d%02d%02d%02d%02d%02dZ" % (at.year % 100, *clock)
+    # GeneralizedTime: 15 bytes, YYYYMMDDHHMMSSZ.
+    return b"\x18\x0f%04d%02d%02d%02d%02d%02dZ" % (at.year, *clock)
 
 
 def _extension(oid: bytes, value: bytes, *, critical: bool) -> bytes:
@@ -76,8 +80,19 @@ _EKU_SERVER_CLIENT = _extension(
 )
 
 
+# The SubjectPublicKeyInfo of a P-256 key, as cryptography encodes it: this
+# prefix, then the 65-byte uncompressed point.
+_P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+_P256_POINT_BYTES = 65
+# The extensions every leaf carries between its SAN and its key identifiers.
+_FIXED_EXTENSIONS = _BASIC_CONSTRAINTS_LEAF + _KEY_USAGE_DIGITAL_SIGNATURE + _EKU_SERVER_CLIENT
+# The SubjectKeyIdentifier extension up to its 20-byte SHA-1 (RFC 5280 4.2.1.2 method 1).
+_SKI_PREFIX = _extension(_SUBJECT_KEY_ID, tlv(0x04, bytes(20)), critical=False)[:-20]
+
+
 class LeafSigner:
-    """Signs URI-SAN leaves for one issuer (its name and key identifier encoded once)."""
+    """Signs URI-SAN leaves for one issuer (its name, key identifier and signature
+    algorithm made once)."""
 
     def __init__(self, certificate: x509.Certificate, private_key: ec.EllipticCurvePrivateKey,
                  subject_key_identifier: bytes) -> None:
@@ -86,7 +101,9 @@ class LeafSigner:
         ):
             raise ValueError("the direct encoder signs with P-256 issuers only")
         self._key = private_key
-        self._issuer = certificate.subject.public_bytes()
+        self._algorithm = ec.ECDSA(hashes.SHA256())
+        # Between the serial and the validity: the signature algorithm and issuer name.
+        self._algorithm_and_issuer = _ECDSA_WITH_SHA256 + certificate.subject.public_bytes()
         self._aki = _extension(
             _AUTHORITY_KEY_ID,
             sequence(tlv(0x80, subject_key_identifier)),
@@ -106,25 +123,27 @@ class LeafSigner:
         spki = public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        point = public_key.public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
+        if len(spki) == len(_P256_SPKI_PREFIX) + _P256_POINT_BYTES and spki.startswith(
+            _P256_SPKI_PREFIX
+        ):
+            point = spki[len(_P256_SPKI_PREFIX) :]
+        else:
+            point = public_key.public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
         # RFC 5280 4.2.1.2 method 1, as SubjectKeyIdentifier.from_public_key computes it.
         ski = hashlib.sha1(point, usedforsecurity=False).digest()
-        san = sequence(tlv(0x86, uri.encode("ascii")))
         extensions = (
-            _extension(_SAN, san, critical=True)
-            + _BASIC_CONSTRAINTS_LEAF
-            + _KEY_USAGE_DIGITAL_SIGNATURE
-            + _EKU_SERVER_CLIENT
-            + _extension(_SUBJECT_KEY_ID, tlv(0x04, ski), critical=False)
+            _extension(_SAN, sequence(tlv(0x86, uri.encode("ascii"))), critical=True)
+            + _FIXED_EXTENSIONS
+            + _SKI_PREFIX
+            + ski
             + self._aki
         )
         return sequence(
             _VERSION_3,
             integer(serial),
-            _ECDSA_WITH_SHA256,
-            self._issuer,
+            self._algorithm_and_issuer,
             sequence(time(not_before), time(not_after)),
             _EMPTY_NAME,
             spki,
@@ -132,6 +151,6 @@ class LeafSigner:
         )
 
     def sign(self, tbs: bytes) -> x509.Certificate:
-        signature = self._key.sign(tbs, ec.ECDSA(hashes.SHA256()))
+        signature = self._key.sign(tbs, self._algorithm)
         der = sequence(tbs, _ECDSA_WITH_SHA256, tlv(0x03, b"\x00" + signature))
         return x509.load_der_x509_certificate(der)

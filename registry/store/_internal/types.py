@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,3 +52,111 @@ def json_type() -> TypeEngine[Any]:
     """JSON everywhere; JSONB on PostgreSQL (indexable, and what distributed
     PostgreSQL-compatible engines implement)."""
     return JSON().with_variant(JSONB(), "postgresql")
+
+
+
+# -- values in the driver's form ------------------------------------------------
+#
+# The bulk statements of the hot write paths run on the driver directly (see
+# ``_internal.bulk``): SQLAlchemy's per-row bind processing costs more there
+# than the database's own work. Their values are converted here to exactly
+# what the bind processors of the column types above hand the driver (a test
+# compares them), and a value shared by many rows is converted once.
+
+
+class DriverForm(ABC):
+    """How one back end's driver takes and gives :class:`UTCDateTime` and
+    :func:`json_type` values, and how its SQL spells a positional parameter."""
+
+    #: The driver's positional parameter marker.
+    placeholder: str
+
+    @abstractmethod
+    def time(self, value: datetime) -> Any:
+        """An aware ``datetime`` as the driver stores it; a naive one is refused."""
+
+    @abstractmethod
+    def json(self, document: Any) -> Any:
+        """A plain JSON value (already checked, see ``checks.json_value``) as stored."""
+
+    @abstractmethod
+    def read_time(self, value: Any) -> datetime:
+        """A non-null :class:`UTCDateTime` column as the driver returns it, as an
+        aware UTC datetime."""
+
+
+def _naive(value: Any) -> InvalidArgument:
+    return InvalidArgument(
+        f"timestamp {value!r} has no time zone",
+        hint="pass timezone-aware datetimes, e.g. datetime.now(UTC)",
+    )
+
+
+class _SQLiteForm(DriverForm):
+    """pysqlite: UTC text in SQLAlchemy's ``YYYY-MM-DD HH:MM:SS.ffffff`` layout
+    (what ``UTCDateTime`` and SQLite's DATETIME store), JSON as ``json.dumps`` text."""
+
+    placeholder = "?"
+
+    def __init__(self) -> None:
+        # The last value converted and its text: most rows of a group carry the
+        # group's one timestamp (``Unit.now``). Swapped whole, so threads may share it.
+        self._last: tuple[object, str] = (object(), "")
+
+    def time(self, value: datetime) -> str:
+        last = self._last
+        if last[0] is value:
+            return last[1]
+        if type(value) is not datetime or value.tzinfo is not UTC:
+            if not isinstance(value, datetime) or value.utcoffset() is None:
+                raise _naive(value)
+            value = value.astimezone(UTC)
+        # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" without its offset.
+        text = value.isoformat(" ", "microseconds")[:-6]
+        self._last = (value, text)
+        return text
+
+    def json(self, document: Any) -> str:
+        return json.dumps(document)
+
+    def read_time(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+class _PostgresForm(DriverForm):
+    """psycopg 3: aware datetimes (``timestamptz``), JSON wrapped as ``Jsonb``."""
+
+    placeholder = "%s"
+
+    def __init__(self) -> None:
+        from psycopg.types.json import Jsonb
+
+        self._jsonb = Jsonb
+
+    def time(self, value: datetime) -> datetime:
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise _naive(value)
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+    def json(self, document: Any) -> Any:
+        return self._jsonb(document)
+
+    def read_time(self, value: Any) -> datetime:
+        return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+_FORMS: dict[str, DriverForm] = {}
+
+
+def driver_form(dialect: str) -> DriverForm:
+    """The :class:`DriverForm` of back end ``dialect`` ("sqlite" or "postgresql")."""
+    form = _FORMS.get(dialect)
+    if form is None:
+        if dialect == "sqlite":
+            form = _SQLiteForm()
+        elif dialect == "postgresql":
+            form = _PostgresForm()
+        else:
+            raise ValueError(f"no driver form for dialect {dialect!r}")
+        form = _FORMS.setdefault(dialect, form)
+    return form

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Executable
 
 from registry.store._internal.dberrors import translated
+from registry.store._internal.types import DriverForm, driver_form
 from registry.store.errors import StoreError
 
 #: (type, agent_did, payload): an event to append when the transaction commits.
@@ -28,6 +30,8 @@ class Unit:
         self.now = now
         self.dialect = dialect
         self.writable = writable
+        #: Values in this back end's driver form, for ``driver_execute``.
+        self.form: DriverForm = driver_form(dialect)
         # Highest event seq appended in this unit; the store wakes watchers after commit.
         self.last_event_seq: int | None = None
         # Sequence counter rows this transaction has locked (see _internal.sequence).
@@ -47,12 +51,19 @@ class Unit:
                 return self._conn.execute(statement)
             return self._conn.execute(statement, params)
 
-    def driver_execute(self, sql: str) -> None:
-        """Run a parameterless statement (SAVEPOINT, RELEASE ...) on the driver directly."""
+    def driver_execute(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run ``sql`` on the driver directly (SAVEPOINT, the bulk statements of
+        ``_internal.bulk``): no compilation and no type processing, so ``params``
+        (positional) must already be in the driver's form (``types.DriverForm``).
+        The rows it returns, as the driver gives them (``[]`` for none)."""
         if self._conn is None:
             raise StoreError("this transaction is already finished")
         with translated():
-            self._conn.exec_driver_sql(sql)
+            if not params:
+                result = self._conn.exec_driver_sql(sql)
+            else:
+                result = self._conn.exec_driver_sql(sql, tuple(params))
+            return result.fetchall() if result.returns_rows else []
 
     # -- savepoints of a group commit --------------------------------------------------
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from registry.store._internal import checks, paging
+from registry.store._internal.bulk import MultiRowInsert
 from registry.store._internal.unit import Unit
 from registry.store.errors import FailedPrecondition, NotFound
 from registry.store.records import AgentRecord, Page
@@ -26,10 +26,13 @@ _INSERT = insert(_T)
 _BY_DID = select(*_COLS).where(_T.c.did == bindparam("did"))
 _BY_SPIFFE_ID = select(*_COLS).where(_T.c.spiffe_id == bindparam("spiffe_id"))
 # Many agents at once; one whose DID or SPIFFE ID exists is skipped, and RETURNING says which.
-_INSERT_NEW = {
-    "sqlite": sqlite.insert(_T).on_conflict_do_nothing().returning(_T.c.did),
-    "postgresql": postgresql.insert(_T).on_conflict_do_nothing().returning(_T.c.did),
-}
+_INSERT_NEW = MultiRowInsert(
+    _T,
+    ("did", "name", "spiffe_id", "status", "granted_ring", "metadata", "created_at",
+     "updated_at", "revoked_at", "revoke_reason"),
+    on_conflict="ON CONFLICT DO NOTHING",
+    returning=("did",),
+)
 
 
 def _record(row: Row[Any]) -> AgentRecord:
@@ -135,9 +138,25 @@ class AgentRepository(AgentReader):
         says AlreadyExists for it)."""
         if not agents:
             return set()
-        rows = [self._new_values(d, n, s, 2, m) for d, n, s, m in agents]
-        result = self._unit.execute(_INSERT_NEW[self._unit.dialect], rows)
-        return {str(row[0]) for row in result}
+        unit = self._unit
+        now = unit.form.time(unit.now)
+        document = unit.form.json
+        rows = [
+            (
+                checks.text("did", did, DID_LEN),
+                checks.text("name", name, NAME_LEN),
+                checks.text("spiffe_id", spiffe_id, SPIFFE_ID_LEN),
+                "active",
+                2,
+                document(checks.json_object("metadata", metadata)),
+                now,
+                now,
+                None,
+                None,
+            )
+            for did, name, spiffe_id, metadata in agents
+        ]
+        return {str(row[0]) for row in _INSERT_NEW.execute(unit, rows)}
 
     def _new_values(
         self,

@@ -7,8 +7,9 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, insert, select
 
 from registry.store._internal import checks, sequence
+from registry.store._internal.bulk import MultiRowInsert
 from registry.store._internal.unit import Unit
-from registry.store.audit import GENESIS_HASH, entry_hash
+from registry.store.audit import GENESIS_HASH, chain_hashes, entry_hash
 from registry.store.errors import StoreError
 from registry.store.records import AuditRecord
 from registry.store.schema import AUDIT_COUNTER, NAME_LEN, SPIFFE_ID_LEN, AuditEntry
@@ -16,6 +17,9 @@ from registry.store.schema import AUDIT_COUNTER, NAME_LEN, SPIFFE_ID_LEN, AuditE
 _T = cast(Table, AuditEntry.__table__)
 _COLS = tuple(_T.c)
 _INSERT = insert(_T)
+_INSERT_MANY = MultiRowInsert(
+    _T, ("seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash")
+)
 _PREV_HASH = select(_T.c.hash).where(_T.c.seq == bindparam("seq"))
 
 
@@ -119,33 +123,16 @@ def flush_pending(unit: Unit) -> None:
     last = sequence.next_values(unit, AUDIT_COUNTER, len(pending))
     first = last - len(pending) + 1
     prev_hash = _previous_hash(unit, first)
-    at = unit.now
+    hashes = chain_hashes(first, unit.now, pending, prev_hash)
+    at = unit.form.time(unit.now)
+    document = unit.form.json
     rows = []
     for i, (actor, action, subject, doc) in enumerate(pending):
-        seq = first + i
-        digest = entry_hash(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            details=doc,
-            prev_hash=prev_hash,
-        )
         rows.append(
-            {
-                "seq": seq,
-                "at": at,
-                "actor": actor,
-                "action": action,
-                "subject": subject,
-                "details": doc,
-                "prev_hash": prev_hash,
-                "hash": digest,
-            }
+            (first + i, at, actor, action, subject, document(doc), prev_hash, hashes[i])
         )
-        prev_hash = digest
-    unit.execute(_INSERT, rows)
+        prev_hash = hashes[i]
+    _INSERT_MANY.execute(unit, rows)
     unit.pending_audit = []
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from registry.store._internal import checks
+from registry.store._internal.bulk import MultiRowInsert
 from registry.store._internal.unit import Unit
 from registry.store.errors import FailedPrecondition, InvalidArgument, NotFound
 from registry.store.records import ChallengeRecord
@@ -26,6 +27,12 @@ _INSERT_USED = {
 }
 # RETURNING says whether the row went in (psycopg reports no rowcount here).
 _INSERT_USED = {name: stmt.returning(_T.c.nonce) for name, stmt in _INSERT_USED.items()}
+_INSERT_USED_MANY = MultiRowInsert(
+    _T,
+    ("nonce", "purpose", "trust_domain", "created_at", "expires_at", "used_at"),
+    on_conflict="ON CONFLICT (nonce) DO NOTHING",
+    returning=("nonce",),
+)
 _CONSUME = (
     update(_T)
     .where(
@@ -139,25 +146,27 @@ class ChallengeRepository(ChallengeReader):
         """:meth:`use` for many ``(nonce, purpose, trust_domain, expires_at)`` in one
         statement; returns the nonces recorded. One already in the table, given
         twice, or expired is not recorded (``use`` says why)."""
-        now = self._unit.now
-        rows: dict[str, dict[str, Any]] = {}
+        unit = self._unit
+        now = unit.now
+        time = unit.form.time
+        at = time(now)
+        rows: dict[str, tuple[Any, ...]] = {}
         for nonce, purpose, trust_domain, expires_at in uses:
             expires_at = checks.aware("expires_at", expires_at)
             nonce = checks.text("nonce", nonce, 128)
             if expires_at <= now or nonce in rows:
                 continue
-            rows[nonce] = {
-                "nonce": nonce,
-                "purpose": checks.text("purpose", purpose, 64),
-                "trust_domain": checks.text("trust_domain", trust_domain, NAME_LEN),
-                "created_at": now,
-                "expires_at": expires_at,
-                "used_at": now,
-            }
+            rows[nonce] = (
+                nonce,
+                checks.text("purpose", purpose, 64),
+                checks.text("trust_domain", trust_domain, NAME_LEN),
+                at,
+                time(expires_at),
+                at,
+            )
         if not rows:
             return set()
-        result = self._unit.execute(_INSERT_USED[self._unit.dialect], list(rows.values()))
-        return {str(row[0]) for row in result}
+        return {str(row[0]) for row in _INSERT_USED_MANY.execute(unit, list(rows.values()))}
 
     def purge_expired(self, before: datetime | None = None) -> int:
         """Delete challenges that expired before ``before`` (default: now)."""

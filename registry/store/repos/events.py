@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, insert, or_, select
 
 from registry.store._internal import checks, sequence
+from registry.store._internal.bulk import MultiRowInsert
 from registry.store._internal.unit import Unit
 from registry.store.errors import StoreError
 from registry.store.records import EventRecord
@@ -21,6 +22,7 @@ from registry.store.schema import DID_LEN, EVENTS_COUNTER, Event
 _T = cast(Table, Event.__table__)
 _COLS = tuple(_T.c)
 _INSERT = insert(_T)
+_INSERT_MANY = MultiRowInsert(_T, ("seq", "type", "agent_did", "payload", "created_at"))
 MAX_BATCH = 10_000
 
 
@@ -106,11 +108,12 @@ def flush_pending(unit: Unit) -> None:
         return
     last = sequence.next_values(unit, EVENTS_COUNTER, len(pending))
     first = last - len(pending) + 1
-    now = unit.now
-    unit.execute(
-        _INSERT,
+    now = unit.form.time(unit.now)
+    document = unit.form.json
+    _INSERT_MANY.execute(
+        unit,
         [
-            {"seq": first + i, "type": t, "agent_did": did, "payload": payload, "created_at": now}
+            (first + i, t, did, document(payload), now)
             for i, (t, did, payload) in enumerate(pending)
         ],
     )

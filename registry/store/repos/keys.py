@@ -11,6 +11,7 @@ from sqlalchemy import Row, Table, bindparam, insert, select, update
 
 from mesh.ed25519 import is_acceptable_public_key
 from registry.store._internal import checks
+from registry.store._internal.bulk import MultiRowInsert
 from registry.store._internal.unit import Unit
 from registry.store.errors import FailedPrecondition, InvalidArgument, NotFound
 from registry.store.records import AgentKeyRecord
@@ -22,6 +23,10 @@ _COLS = tuple(_K.c)
 _INSERT = insert(_K)
 _BY_KID = select(*_COLS).where(_K.c.kid == bindparam("kid"))
 _INSERT_HISTORY = insert(_H)
+_INSERT_MANY = MultiRowInsert(
+    _K, ("did", "key_index", "kid", "public_key", "valid_from", "rotated_at", "compromised_at")
+)
+_INSERT_HISTORIES = MultiRowInsert(_H, ("did", "history", "updated_at"))
 
 
 def _record(row: Row[Any]) -> AgentKeyRecord:
@@ -95,8 +100,21 @@ class KeyRepository(KeyReader):
     def add_many(self, keys: Sequence[tuple[str, int, str, bytes, datetime | None]]) -> None:
         """:meth:`add` for many ``(did, index, kid, public_key, valid_from)`` in one
         statement; any refused row refuses them all (same errors as ``add``)."""
-        if keys:
-            self._unit.execute(_INSERT, [self._key_values(*key) for key in keys])
+        if not keys:
+            return
+        unit = self._unit
+        time = unit.form.time
+        now = time(unit.now)
+        rows = []
+        for did, index, kid, public_key, valid_from in keys:
+            v = self._key_values(did, index, kid, public_key, valid_from)
+            rows.append(
+                (
+                    v["did"], v["key_index"], v["kid"], public_key,
+                    now if valid_from is None else time(v["valid_from"]), None, None,
+                )
+            )
+        _INSERT_MANY.execute(unit, rows)
 
     def _key_values(
         self, did: str, index: int, kid: str, public_key: bytes, valid_from: datetime | None
@@ -168,15 +186,12 @@ class KeyRepository(KeyReader):
         """Store the first signed key log of many agents ``(did, history_json)`` that
         have none yet, in one statement (an existing one raises AlreadyExists)."""
         if histories:
-            now = self._unit.now
-            self._unit.execute(
-                _INSERT_HISTORY,
+            unit = self._unit
+            now = unit.form.time(unit.now)
+            _INSERT_HISTORIES.execute(
+                unit,
                 [
-                    {
-                        "did": checks.text("did", did, DID_LEN),
-                        "history": _history_document(doc),
-                        "updated_at": now,
-                    }
+                    (checks.text("did", did, DID_LEN), _history_document(doc), now)
                     for did, doc in histories
                 ],
             )

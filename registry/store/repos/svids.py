@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, func, insert, select
 
 from registry.store._internal import checks
+from registry.store._internal.bulk import MultiRowInsert
 from registry.store._internal.unit import Unit
 from registry.store.errors import InvalidArgument, NotFound
 from registry.store.records import SvidRecord
@@ -18,6 +19,9 @@ _T = cast(Table, Svid.__table__)
 _COLS = tuple(_T.c)
 _INSERT = insert(_T)
 _BY_SERIAL = select(*_COLS).where(_T.c.serial == bindparam("serial"))
+_INSERT_MANY = MultiRowInsert(
+    _T, ("serial", "did", "kind", "not_before", "not_after", "issued_at")
+)
 
 
 def _record(row: Row[Any]) -> SvidRecord:
@@ -87,8 +91,19 @@ class SvidRepository(SvidReader):
     def record_many(self, svids: Sequence[tuple[str, str, str, datetime, datetime]]) -> None:
         """:meth:`record` for many ``(serial, did, kind, not_before, not_after)`` issued
         now, in one statement; any refused row refuses them all."""
-        if svids:
-            self._unit.execute(_INSERT, [self._values(*svid, None) for svid in svids])
+        if not svids:
+            return
+        unit = self._unit
+        time = unit.form.time
+        now = time(unit.now)
+        rows = []
+        for svid in svids:
+            v = self._values(*svid, unit.now)
+            rows.append(
+                (v["serial"], v["did"], v["kind"], time(v["not_before"]),
+                 time(v["not_after"]), now)
+            )
+        _INSERT_MANY.execute(unit, rows)
 
     def _values(
         self,

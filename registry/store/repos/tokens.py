@@ -5,15 +5,15 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, insert, select, update
 
-from registry.store._internal import checks
+from registry.store._internal import bulk, checks
+from registry.store._internal.types import driver_form
 from registry.store._internal.unit import Unit
-from registry.store.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+from registry.store.errors import FailedPrecondition, InvalidArgument, NotFound
 from registry.store.records import JoinTokenRecord
 from registry.store.schema import DID_LEN, NAME_LEN, JoinToken
 
@@ -22,27 +22,26 @@ _COLS = tuple(c for c in _T.c if c.key != "token_hash")
 _INSERT = insert(_T)
 _BY_ID = select(*_COLS).where(_T.c.id == bindparam("id"))
 _BY_HASH = select(*_COLS).where(_T.c.token_hash == bindparam("token_hash"))
-# Many at once: the usable rows, locked (PostgreSQL) until the transaction ends.
-_USABLE = (
-    select(_T.c.token_hash, *_COLS)
-    .where(
-        _T.c.token_hash.in_(bindparam("hashes", expanding=True)),
-        _T.c.used_at.is_(None),
-        _T.c.revoked_at.is_(None),
-        _T.c.expires_at > bindparam("now"),
+# Many at once, in one statement: each usable token of the list is marked used by
+# its DID, and RETURNING says which were. The statement's own row locks decide
+# between concurrent users (PostgreSQL re-checks the conditions after waiting).
+_CONSUME_MANY_COLUMNS = ("token_hash", "id", "agent_name", "created_by", "created_at",
+                         "expires_at")
+
+
+def _consume_many_sql(dialect: str, rows: int) -> str:
+    mark = driver_form(dialect).placeholder
+    table = bulk.quoted(dialect, _T.name)
+    # Identifiers from the schema and placeholders only: no value is spelled in the SQL.
+    return (
+        f"UPDATE {table} SET used_at = {mark}, used_by_did = uses.column2 "  # noqa: S608
+        f"FROM (VALUES {bulk.values_list(dialect, 2, rows)}) AS uses "
+        f"WHERE {table}.token_hash = uses.column1 AND {table}.used_at IS NULL "
+        f"AND {table}.revoked_at IS NULL AND {table}.expires_at > {mark} "
+        f"RETURNING {', '.join(_CONSUME_MANY_COLUMNS)}"
     )
-    .with_for_update()
-)
-_MARK_USED = (
-    update(_T)
-    .where(
-        _T.c.token_hash == bindparam("b_token_hash"),
-        _T.c.used_at.is_(None),
-        _T.c.revoked_at.is_(None),
-        _T.c.expires_at > bindparam("b_now"),
-    )
-    .values(used_at=bindparam("b_used_at"), used_by_did=bindparam("b_used_by_did"))
-)
+
+
 _CONSUME = (
     update(_T)
     .where(
@@ -171,11 +170,12 @@ class TokenRepository(TokenReader):
         raise FailedPrecondition(_why_unusable(current, now), hint="ask an operator for a new one")
 
     def consume_many(self, uses: Sequence[tuple[str, str]]) -> dict[str, JoinTokenRecord]:
-        """:meth:`consume` for many ``(token_hash, used_by_did)`` pairs in two
-        statements; returns ``{token_hash: record}`` for the tokens consumed. A
+        """:meth:`consume` for many ``(token_hash, used_by_did)`` pairs in one
+        statement; returns ``{token_hash: record}`` for the tokens consumed. A
         token that is unknown or not usable is left alone (``consume`` says why);
         a hash given twice is consumed once, for its first pair."""
-        now = self._unit.now
+        unit = self._unit
+        now = unit.now
         dids: dict[str, str] = {}
         for token_hash, did in uses:
             dids.setdefault(
@@ -184,24 +184,32 @@ class TokenRepository(TokenReader):
             )
         if not dids:
             return {}
-        usable = {
-            row[0]: _record(row)
-            for row in self._unit.execute(_USABLE, {"hashes": list(dids), "now": now})
-        }
-        if not usable:
-            return {}
-        result = self._unit.execute(
-            _MARK_USED,
-            [
-                {"b_token_hash": h, "b_now": now, "b_used_at": now, "b_used_by_did": dids[h]}
-                for h in usable
-            ],
-        )
-        if result.rowcount != len(usable):
-            raise Conflict("join tokens changed while being consumed", hint="retry the request")
-        return {
-            h: replace(record, used_at=now, used_by_did=dids[h]) for h, record in usable.items()
-        }
+        at = unit.form.time(now)
+        read_time = unit.form.read_time
+        taken: dict[str, JoinTokenRecord] = {}
+        pairs = list(dids.items())
+        step = bulk.MAX_PARAMETERS // 2 - 1
+        for start in range(0, len(pairs), step):
+            chunk = pairs[start : start + step]
+            params: list[Any] = [at]
+            for pair in chunk:
+                params += pair
+            params.append(at)
+            sql = _consume_many_sql(unit.dialect, len(chunk))
+            for h, token_id, name, created_by, created_at, expires_at in unit.driver_execute(
+                sql, params
+            ):
+                taken[h] = JoinTokenRecord(
+                    id=token_id,
+                    agent_name=name,
+                    created_by=created_by,
+                    created_at=read_time(created_at),
+                    expires_at=read_time(expires_at),
+                    used_at=now,
+                    used_by_did=dids[h],
+                    revoked_at=None,
+                )
+        return taken
 
     def revoke(self, token_id: str) -> JoinTokenRecord:
         """Revoke an unused token; revoking a used or revoked token raises FailedPrecondition."""

@@ -232,11 +232,12 @@ async def _run(
 
     # Warm up the connection and the server's code paths.
     await health.Check(health_pb2.HealthCheckRequest())
-    cpu = _cpu_seconds(pid)
+    cpu, client_cpu = _cpu_seconds(pid), time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(CLIENTS)))
     elapsed = time.perf_counter() - start
     registration_cpu = _cpu_seconds(pid) - cpu
+    client_cpu = time.process_time() - client_cpu
     registrations_per_s = len(material) / elapsed
 
     count = 0
@@ -260,6 +261,7 @@ async def _run(
         "registrations_per_s": registrations_per_s,
         "unary_rpc_per_s": unary_per_s,
         "server_cpu_ms_per_registration": 1000 * registration_cpu / len(material),
+        "client_cpu_ms_per_registration": 1000 * client_cpu / len(material),
         "server_cpu_ms_per_unary_rpc": 1000 * unary_cpu / max(count, 1),
     }
 
@@ -282,6 +284,9 @@ def _measure(label: str, database_url: str, material: Material) -> dict[str, Any
             result["server_cpu_ms_per_registration"], 3
         ),
         f"server_cpu_ms_per_unary_rpc_{label}": round(result["server_cpu_ms_per_unary_rpc"], 3),
+        f"client_cpu_ms_per_registration_{label}": round(
+            result["client_cpu_ms_per_registration"], 3
+        ),
     }
 
 

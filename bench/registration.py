@@ -291,7 +291,10 @@ def _measure(label: str, database_url: str, material: Material) -> dict[str, Any
 
 
 def _build_loadgen() -> tuple[Path | None, str]:
-    """The native load generator (built, and its packages installed, when needed), or why not."""
+    """The native load generator (built, and its packages installed, when needed), or why not.
+
+    Skipped only where its packages cannot be installed (build.sh exit 3).
+    """
     try:
         done = subprocess.run(
             ["bash", str(LOADGEN_DIR / "build.sh")], capture_output=True, text=True,
@@ -299,10 +302,12 @@ def _build_loadgen() -> tuple[Path | None, str]:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"bench/loadgen/build.sh did not run: {exc}"
-    if done.returncode != 0:
+    last = (done.stderr.strip().splitlines()[-1:] or ["no output"])[0][:300]
+    if done.returncode == 3:  # its packages are missing and cannot be installed here
+        return None, f"bench/loadgen/build.sh: {last}"
+    if done.returncode != 0:  # a broken build is a failure, never a silent skip
         print(done.stderr, file=sys.stderr, end="")
-        last = done.stderr.strip().splitlines()[-1:] or ["no output"]
-        return None, f"bench/loadgen/build.sh exit {done.returncode}: {last[0][:300]}"
+        raise SystemExit(f"bench/loadgen/build.sh exit {done.returncode}: {last}")
     binary = Path(done.stdout.strip().splitlines()[-1])
     return binary, ""
 

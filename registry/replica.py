@@ -49,6 +49,7 @@ from sqlalchemy import text
 
 from mesh.errors import MeshError
 from registry.logs import get_logger
+from registry.periodic import Periodic
 from registry.store import EVENTS_CHANNEL, Store
 
 _log = get_logger("registry.replica")
@@ -335,18 +336,16 @@ def _connect(conninfo: str, application: str) -> Any:
     )
 
 
-class Leadership:
+class Leadership(Periodic):
     """Holds :data:`LEADER_KEY` while it can; :attr:`is_leader` says whether it does."""
 
     def __init__(self, conninfo: str, *, ping: float = LEADER_PING,
                  timeout: float = LEADER_TIMEOUT) -> None:
+        super().__init__("replica-leader", ping, immediately=True)
         self._conninfo = conninfo
-        self._ping = ping
         self._timeout = timeout
         self._conn: Any = None
         self._leader = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="replica-leader", daemon=True)
         self.application = f"{LEADER_APPLICATION} pid={os.getpid()}"
         #: How many times this process became the leader.
         self.terms = 0
@@ -355,23 +354,16 @@ class Leadership:
     def is_leader(self) -> bool:
         return self._leader
 
-    def start(self) -> None:
-        self._thread.start()
+    def tick(self) -> None:
+        try:
+            self._step()
+        except Exception as exc:
+            if self._leader:
+                _log.warning("replica.leadership_lost", error=str(exc))
+            self._leader = False
+            self._drop()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._step()
-            except Exception as exc:
-                if self._leader:
-                    _log.warning("replica.leadership_lost", error=str(exc))
-                self._leader = False
-                self._drop()
-            self._stop.wait(self._ping)
+    def finish(self) -> None:
         self._release()
 
     def _step(self) -> None:

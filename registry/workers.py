@@ -48,6 +48,7 @@ from typing import Any
 
 from registry.filelock import FileLock
 from registry.logs import get_logger
+from registry.periodic import Periodic
 
 _log = get_logger("registry.workers")
 
@@ -152,14 +153,12 @@ class Wakeups:
 # -- leadership and the CA ---------------------------------------------------------------
 
 
-class FileLeadership:
+class FileLeadership(Periodic):
     """Holds ``DIR/leader.lock`` while it can; :attr:`is_leader` says whether it does."""
 
     def __init__(self, data_dir: Path, *, ping: float = LEADER_PING) -> None:
+        super().__init__("worker-leader", ping, immediately=True)
         self._lock = FileLock(data_dir / LEADER_FILE)
-        self._ping = ping
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="worker-leader", daemon=True)
         #: How many times this process became the leader.
         self.terms = 0
 
@@ -167,53 +166,36 @@ class FileLeadership:
     def is_leader(self) -> bool:
         return self._lock.held
 
-    def start(self) -> None:
-        self._thread.start()
+    def tick(self) -> None:
+        if not self._lock.held and self._lock.try_acquire():
+            self.terms += 1
+            _log.info("worker.leader", pid=os.getpid())
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def finish(self) -> None:
         self._lock.close()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self._lock.held and self._lock.try_acquire():
-                self.terms += 1
-                _log.info("worker.leader", pid=os.getpid())
-            self._stop.wait(self._ping)
 
-
-class CAFollower:
+class CAFollower(Periodic):
     """Loads the CA again when another worker changed it on disk."""
 
     def __init__(
         self, ca: Any, on_change: Callable[[], None] | None, *,
         interval: float = CA_FOLLOW_INTERVAL,
     ) -> None:
+        super().__init__("worker-ca", interval)
         self._ca = ca
         self._on_change = on_change
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="worker-ca", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                changed = self._ca.reload()
-            except Exception as exc:  # a rotation being written: next turn
-                _log.warning("worker.ca_reload_failed", error=str(exc))
-                continue
-            if changed:
-                _log.info("worker.ca_reloaded", sequence=int(self._ca.sequence))
-                if self._on_change is not None:
-                    self._on_change()
+    def tick(self) -> None:
+        try:
+            changed = self._ca.reload()
+        except Exception as exc:  # a rotation being written: next turn
+            _log.warning("worker.ca_reload_failed", error=str(exc))
+            return
+        if changed:
+            _log.info("worker.ca_reloaded", sequence=int(self._ca.sequence))
+            if self._on_change is not None:
+                self._on_change()
 
 
 class Siblings:

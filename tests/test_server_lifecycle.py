@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from _cluster import free_port_pair
 from cryptography import x509
 from fixtures_registry import RunningRegistry
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,19 +24,6 @@ from registry.config import Config, ConfigError, load_config
 from registry.logs import redact
 from registry.status import RpcError, status_for
 from registry.store.errors import NotFound, StoreUnavailable
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
 
 
 def test_config_layers(tmp_path: Path) -> None:
@@ -73,7 +61,7 @@ def test_config_errors_are_named(tmp_path: Path, text: str, needle: str) -> None
 
 
 def test_mesh_serve_process(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port_pair()
     data = tmp_path / "data"
     mesh = Path(sys.executable).with_name("mesh")
     env = {**os.environ, "MESH_LOG_LEVEL": "warning", "MESH_TRUST_DOMAIN": "proc.example"}
@@ -105,7 +93,7 @@ def test_mesh_serve_process(tmp_path: Path) -> None:
 
 
 def test_metrics_endpoint(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port_pair()
     config = Config(
         data_dir=tmp_path / "data", listen="127.0.0.1:0", trust_domain="metrics.example",
         metrics_listen=f"127.0.0.1:{port}", log_level="warning",

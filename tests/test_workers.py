@@ -22,12 +22,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from _cluster import MESH, wait_until
+from _cluster import MESH, free_port_pair, wait_until
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -165,23 +166,8 @@ class Group:
         return grpc.secure_channel(self.mtls_address, creds, options=options)
 
 
-def _free_port_pair() -> int:
-    import socket
-
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-
-
 def _start(root: Path, count: int = 2) -> Group:
-    port = _free_port_pair()
+    port = free_port_pair()
     data_dir = root / "data"
     log_path = root / "serve.log"
     env = {**os.environ, "MESH_LOG_LEVEL": "info", "MESH_TRUST_RECOMPUTE_INTERVAL_SECONDS": "1"}
@@ -390,26 +376,33 @@ def test_file_lock_excludes_and_times_out(tmp_path: Path) -> None:
     a.close()
 
 
-def test_file_lock_is_freed_when_its_holder_dies(tmp_path: Path) -> None:
-    path = tmp_path / "x.lock"
+@contextmanager
+def _held_elsewhere(path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process holding the file lock at ``path`` (kill it to free the lock)."""
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from registry.filelock import FileLock;"
-         f"lock = FileLock(Path({str(path)!r})); assert lock.acquire(5); print('held', flush=True);"
-         "time.sleep(60)"],
+         "import time; from pathlib import Path; from registry.filelock import FileLock;"
+         f"lock = FileLock(Path({str(path)!r})); assert lock.acquire(5);"
+         "print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_file_lock_is_freed_when_its_holder_dies(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    with _held_elsewhere(path) as holder:
         lock = FileLock(path)
         assert not lock.try_acquire()
         holder.kill()
         holder.wait(10)
         assert lock.acquire(timeout=5)
         lock.close()
-    finally:
-        holder.kill()
-        holder.wait(10)
 
 
 def test_exactly_one_file_leader_and_takeover(tmp_path: Path) -> None:
@@ -463,23 +456,14 @@ def test_sqlite_writers_in_other_processes_queue_on_the_lock_file(tmp_path: Path
     store = open_store(None, tmp_path, options=StoreOptions(busy_timeout_seconds=0.3))
     store.upgrade()
     lock_file = Path(str(store.engine.url.database) + "-writer.lock")
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time; from pathlib import Path; from registry.filelock import FileLock;"
-         f"lock = FileLock(Path({str(lock_file)!r})); assert lock.acquire(5);"
-         "print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE,
-    )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
-        with pytest.raises(StoreUnavailable, match="write lock"):
+        with _held_elsewhere(lock_file) as holder:
+            with pytest.raises(StoreUnavailable, match="write lock"):
+                with store.transaction() as tx:
+                    tx.audit.append("test", "nothing", "-", {})
+            holder.kill()
+            holder.wait(10)
             with store.transaction() as tx:
-                tx.audit.append("test", "nothing", "-", {})
-        holder.kill()
-        holder.wait(10)
-        with store.transaction() as tx:
-            tx.audit.append("test", "written", f"id-{uuid.uuid4().hex[:6]}", {})
+                tx.audit.append("test", "written", f"id-{uuid.uuid4().hex[:6]}", {})
     finally:
-        holder.kill()
-        holder.wait(10)
         store.close()

@@ -28,29 +28,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _trust_server import free_port_pair
+
 from mesh.client import AgentClient, OperatorClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 2.0
 
 
-def _free_port_pair() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port >= 65535:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-
-
 def _start(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port_pair()
+    port = free_port_pair()
     mesh = Path(sys.executable).with_name("mesh")
     proc = subprocess.Popen(
         [str(mesh), "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}"],

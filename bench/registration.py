@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from _trust_server import free_port_pair
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -70,22 +71,8 @@ NATIVE_CHANNELS = int(os.environ.get("BENCH_NATIVE_CHANNELS", str(CLIENTS)))
 LOADGEN_TIMEOUT = 900.0
 
 
-def _free_port_pair() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port < 65535:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-
-
 def _start_server(data_dir: Path, database_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port_pair()
+    port = free_port_pair()
     mesh = Path(sys.executable).with_name("mesh")
     command = [
         str(mesh), "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",

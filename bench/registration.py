@@ -1,8 +1,10 @@
 """Registrations per second against a real registry (`mesh serve`), 64 concurrent clients.
 
-The registry runs in its own process (SQLite in a temp data dir, then a fresh
-PostgreSQL database when one is reachable on 127.0.0.1:5432); this process is
-the client (grpc.aio), so the two use both cores. One registration is
+The registry runs as its own processes, one serving process per core
+(``mesh serve --workers``; ``BENCH_WORKERS`` overrides the count), on SQLite in
+a temp data dir, then on a fresh PostgreSQL database when one is reachable on
+127.0.0.1:5432. This process is the client (grpc.aio, one connection per
+client, as agents have). One registration is
 GetChallenge + Register, with the identity key, CSR and join token made
 beforehand. An empty unary RPC (health Check) is measured against the same
 server in the same run, and the ratio printed beside it.
@@ -26,8 +28,8 @@ Server CPU is that of the ``mesh serve`` process and all its descendants (a
 registry of several serving processes). Prints one flat JSON object.
 ``BENCH_REGISTRATIONS`` (default 4000) sets the count; ``BENCH_DATABASES``
 (default ``sqlite,sqlite_native,in_process,postgres,postgres_native``) picks the
-parts; ``BENCH_SERVE_ARGS`` is appended to the ``mesh serve`` command line
-(e.g. ``--workers 2``); ``BENCH_NATIVE_CHANNELS`` (default 64, one per client)
+parts; ``BENCH_SERVE_ARGS`` is appended to the ``mesh serve`` command line;
+``BENCH_NATIVE_CHANNELS`` (default 64, one per client)
 sets the native client's connections.
 """
 
@@ -64,7 +66,9 @@ REGISTRATIONS = int(os.environ.get("BENCH_REGISTRATIONS", "4000"))
 UNARY_SECONDS = 3.0
 TRUST_DOMAIN = "bench.mesh"
 PARTS = ("sqlite", "sqlite_native", "in_process", "postgres", "postgres_native")
-SERVE_ARGS = shlex.split(os.environ.get("BENCH_SERVE_ARGS", ""))
+# One serving process per core (`mesh serve --workers`): a single one serves on one core.
+WORKERS = int(os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 1)))
+SERVE_ARGS = ["--workers", str(WORKERS), *shlex.split(os.environ.get("BENCH_SERVE_ARGS", ""))]
 LOADGEN_DIR = Path(__file__).resolve().parent / "loadgen"
 NATIVE_CHANNELS = int(os.environ.get("BENCH_NATIVE_CHANNELS", str(CLIENTS)))
 # A bound on one native run (its RPC deadlines are 60 s each): it never hangs the bench.
@@ -155,14 +159,21 @@ def _cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _public_channel(port: int, data_dir: Path) -> grpc.aio.Channel:
+    """A connection of its own to the registry's TLS port (as each agent has)."""
+    bundle = (data_dir / "bundle.pem").read_bytes()
+    return grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=bundle),
+        options=[("grpc.use_local_subchannel_pool", 1)],
+    )
+
+
 def _channels(port: int, data_dir: Path) -> tuple[grpc.aio.Channel, grpc.aio.Channel]:
     """The registry's public TLS channel and the operator's mTLS channel (port + 1)."""
     bundle = (data_dir / "bundle.pem").read_bytes()
     op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
     op_key = (data_dir / "operator" / "operator.key").read_bytes()
-    public = grpc.aio.secure_channel(
-        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=bundle)
-    )
+    public = _public_channel(port, data_dir)
     operator = grpc.aio.secure_channel(
         f"127.0.0.1:{port + 1}",
         grpc.ssl_channel_credentials(bundle, private_key=op_key, certificate_chain=op_cert),
@@ -189,12 +200,15 @@ async def _run(
     port: int, data_dir: Path, material: Material, pid: int
 ) -> dict[str, float]:
     public, operator = _channels(port, data_dir)
-    registration = registration_pb2_grpc.RegistrationServiceStub(public)
-    health = health_pb2_grpc.HealthStub(public)
+    # One connection per client, as agents have: spread over the serving processes.
+    connections = [_public_channel(port, data_dir) for _ in range(CLIENTS)]
+    health = [health_pb2_grpc.HealthStub(c) for c in connections]
 
     tokens = await _join_tokens(operator, len(material))
 
-    async def register(identity: IdentityKey, csr: bytes, join_token: str) -> None:
+    async def register(
+        registration: Any, identity: IdentityKey, csr: bytes, join_token: str
+    ) -> None:
         challenge = await registration.GetChallenge(registration_pb2.GetChallengeRequest())
         proof = sign_proof(identity, challenge.trust_domain, challenge.nonce, csr)
         response = await registration.Register(
@@ -209,19 +223,20 @@ async def _run(
     for (identity, csr), tok in zip(material, tokens, strict=True):
         queue.put_nowait((identity, csr, tok))
 
-    async def worker() -> None:
+    async def worker(connection: grpc.aio.Channel) -> None:
+        registration = registration_pb2_grpc.RegistrationServiceStub(connection)
         while True:
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await register(*item)
+            await register(registration, *item)
 
-    # Warm up the connection and the server's code paths.
-    await health.Check(health_pb2.HealthCheckRequest())
+    # Connect every client and warm up the server's code paths.
+    await asyncio.gather(*(h.Check(health_pb2.HealthCheckRequest()) for h in health))
     cpu, client_cpu = _cpu_seconds(pid), time.process_time()
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    await asyncio.gather(*(worker(c) for c in connections))
     elapsed = time.perf_counter() - start
     registration_cpu = _cpu_seconds(pid) - cpu
     client_cpu = time.process_time() - client_cpu
@@ -230,20 +245,20 @@ async def _run(
     count = 0
     stop_at = time.perf_counter() + UNARY_SECONDS
 
-    async def pinger() -> None:
+    async def pinger(stub: Any) -> None:
         nonlocal count
         request = health_pb2.HealthCheckRequest()
         while time.perf_counter() < stop_at:
-            await health.Check(request)
+            await stub.Check(request)
             count += 1
 
     cpu = _cpu_seconds(pid)
     start = time.perf_counter()
-    await asyncio.gather(*(pinger() for _ in range(CLIENTS)))
+    await asyncio.gather(*(pinger(stub) for stub in health))
     unary_per_s = count / (time.perf_counter() - start)
     unary_cpu = _cpu_seconds(pid) - cpu
-    await public.close()
-    await operator.close()
+    for channel in (public, operator, *connections):
+        await channel.close()
     return {
         "registrations_per_s": registrations_per_s,
         "unary_rpc_per_s": unary_per_s,
@@ -466,7 +481,9 @@ def main() -> None:
     unknown = set(databases) - set(PARTS)
     if unknown:
         raise SystemExit(f"BENCH_DATABASES: unknown part(s) {', '.join(sorted(unknown))}")
-    out: dict[str, Any] = {"clients": CLIENTS, "registrations": REGISTRATIONS}
+    out: dict[str, Any] = {
+        "clients": CLIENTS, "registrations": REGISTRATIONS, "serving_processes": WORKERS,
+    }
     loadgen: Path | None = None
     if {"sqlite_native", "postgres_native"} & set(databases):
         loadgen, reason = _build_loadgen()

@@ -4,17 +4,17 @@ with microseconds, both sides of the UTCTime/GeneralizedTime switch."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from registry.ca import CertificateAuthority
-from registry.ca._internal.der import integer, time
+from registry.ca._internal.der import integer, request_spki, time
 from registry.ca._internal.leaf import build_leaf
 
 
@@ -100,7 +100,7 @@ def test_direct_leaf_signs_what_the_builder_signs(
         public_key, serial=serial, uri=uri, not_before=not_before, not_after=not_after
     )
     assert tbs == expected.tbs_certificate_bytes
-    leaf = signer.sign(tbs)
+    leaf = x509.load_der_x509_certificate(signer.sign(tbs))
     assert leaf.tbs_certificate_bytes == tbs
     leaf.verify_directly_issued_by(authority.certificate)  # type: ignore[attr-defined]
     assert leaf.signature_algorithm_oid == expected.signature_algorithm_oid
@@ -130,3 +130,80 @@ def test_der_primitives() -> None:
         integer(-1)
     assert time(datetime(2049, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)) == b"\x17\x0d491231235959Z"
     assert time(datetime(2050, 1, 1, tzinfo=UTC)) == b"\x18\x0f20500101000000Z"
+
+
+def _csr(key: ec.EllipticCurvePrivateKey) -> x509.CertificateSigningRequest:
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([
+            x509.NameAttribute(NameOID.COMMON_NAME, "a" * 60),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "b" * 60),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "c" * 60),
+        ]))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_the_request_spki_is_the_keys_own_encoding() -> None:
+    """request_spki finds the key where the request encodes it (past a long subject,
+    whose length takes two bytes), and it is what cryptography encodes."""
+    for _ in range(20):
+        csr = _csr(ec.generate_private_key(ec.SECP256R1()))
+        spki = request_spki(csr.tbs_certrequest_bytes)
+        assert spki == csr.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+def test_a_signed_leaf_says_what_its_certificate_says(authority: object) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = _csr(key)
+    now = datetime(2031, 2, 3, 4, 5, 6, 789012, tzinfo=timezone(timedelta(hours=3)))
+    signed = authority.leaf_signer.sign_leaf(  # type: ignore[attr-defined]
+        key.public_key(), serial=2**150 + 7, uri="spiffe://der.mesh/agent/q",
+        not_before=now, not_after=now + timedelta(hours=1, microseconds=5),
+        spki=request_spki(csr.tbs_certrequest_bytes),
+    )
+    cert = signed.certificate()
+    assert signed.der == cert.public_bytes(serialization.Encoding.DER)
+    assert signed.serial_number == cert.serial_number
+    assert signed.not_valid_before_utc == cert.not_valid_before_utc
+    assert signed.not_valid_after_utc == cert.not_valid_after_utc
+    assert signed.issuer is authority.certificate  # type: ignore[attr-defined]
+    expected = _builder_leaf(
+        authority, key.public_key(), serial=2**150 + 7, uri="spiffe://der.mesh/agent/q",
+        not_before=now, not_after=now + timedelta(hours=1, microseconds=5),
+    )
+    assert cert.tbs_certificate_bytes == expected.tbs_certificate_bytes
+
+
+def test_a_compressed_request_key_is_encoded_afresh(authority: object) -> None:
+    """A SubjectPublicKeyInfo in another form than cryptography's (a compressed
+    point) is not copied: the leaf carries the key as CertificateBuilder encodes it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    compressed = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    spki = bytes.fromhex("3039301306072a8648ce3d020106082a8648ce3d030107032200") + compressed
+    signed = authority.leaf_signer.sign_leaf(  # type: ignore[attr-defined]
+        key.public_key(), serial=99, uri="spiffe://der.mesh/agent/c", not_before=T,
+        not_after=T + timedelta(hours=1), spki=spki,
+    )
+    expected = _builder_leaf(authority, key.public_key(), serial=99,
+                             uri="spiffe://der.mesh/agent/c", not_before=T,
+                             not_after=T + timedelta(hours=1))
+    assert signed.certificate().tbs_certificate_bytes == expected.tbs_certificate_bytes
+
+
+def test_issued_svids_are_the_signed_leaves(tmp_path: Path) -> None:
+    ca = CertificateAuthority.open(tmp_path, "der.mesh")
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = _csr(key).public_bytes(serialization.Encoding.DER)
+    signed = ca.sign_x509_svid(der, "spiffe://der.mesh/agent/s")
+    cert = signed.certificate()
+    cert.verify_directly_issued_by(ca.active_x509_authority().certificate)
+    assert cert.public_key() == key.public_key()
+    leaf, issuer = ca.issue_x509_svid(der, "spiffe://der.mesh/agent/s")
+    assert issuer is signed.issuer
+    assert leaf.tbs_certificate_bytes[:4] == cert.tbs_certificate_bytes[:4]
+    assert leaf.extensions[0] == cert.extensions[0]  # the same SAN

@@ -6,6 +6,7 @@ registry's serving certificate and operator certificates; ES256 JWT-SVIDs;
 the SPIFFE trust bundle. The server uses :class:`CertificateAuthority`.
 """
 
+from registry.ca._internal.der import SignedLeaf
 from registry.ca.authority import AuthorityState, JWTAuthority, X509Authority
 from registry.ca.certificate_authority import CertificateAuthority
 from registry.ca.errors import (
@@ -33,5 +34,6 @@ __all__ = [
     "IssuedCertificate",
     "JWTAuthority",
     "JWTSVIDRequestRejected",
+    "SignedLeaf",
     "X509Authority",
 ]

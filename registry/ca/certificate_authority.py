@@ -22,6 +22,7 @@ from cryptography import x509
 
 from mesh.bundle import Bundle
 from mesh.spiffeid import SpiffeID, TrustDomain
+from registry.ca._internal.der import SignedLeaf
 from registry.ca._internal.files import atomic_write
 from registry.ca.authority import (
     DEFAULT_CA_TTL,
@@ -44,7 +45,7 @@ from registry.ca.serving import (
     issue_operator_certificate,
     issue_serving_certificate,
 )
-from registry.ca.x509svid import DEFAULT_X509_SVID_TTL, issue_x509_svid
+from registry.ca.x509svid import DEFAULT_X509_SVID_TTL, issue_x509_svid, sign_x509_svid
 
 Clock = Callable[[], datetime]
 
@@ -178,6 +179,18 @@ class CertificateAuthority:
     ) -> list[x509.Certificate]:
         """``[leaf, CA]`` for ``spiffe_id`` from the agent's CSR (PEM or DER)."""
         return issue_x509_svid(csr, spiffe_id, self._state.x509.active(), now=self.now(), ttl=ttl)
+
+    def sign_x509_svid(
+        self,
+        csr: bytes,
+        spiffe_id: SpiffeID | str,
+        *,
+        ttl: timedelta = DEFAULT_X509_SVID_TTL,
+    ) -> SignedLeaf:
+        """:meth:`issue_x509_svid`'s leaf as signed: its DER, serial, validity and
+        issuer, without parsing the certificate back (the registry only sends and
+        records it)."""
+        return sign_x509_svid(csr, spiffe_id, self._state.x509.active(), now=self.now(), ttl=ttl)
 
     def issue_serving_certificate(
         self,

@@ -25,7 +25,8 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 
 from mesh.errors import InvalidIdentifier
 from mesh.spiffeid import SpiffeID
-from registry.ca._internal.leaf import build_leaf, check_ttl
+from registry.ca._internal.der import SignedLeaf, request_spki
+from registry.ca._internal.leaf import check_ttl, sign_uri_leaf
 from registry.ca.authority import X509Authority
 from registry.ca.errors import CertificateRequestRejected, CSRReason, CSRRejected
 
@@ -131,11 +132,34 @@ def issue_x509_svid(
     Raises :class:`CSRRejected` for a bad CSR and :class:`CertificateRequestRejected`
     for a SPIFFE ID outside the authority's trust domain or a bad TTL.
     """
+    leaf = sign_x509_svid(csr, spiffe_id, authority, now=now, ttl=ttl, max_ttl=max_ttl)
+    return [leaf.certificate(), leaf.issuer]
+
+
+def sign_x509_svid(
+    csr: bytes,
+    spiffe_id: SpiffeID | str,
+    authority: X509Authority,
+    *,
+    now: datetime,
+    ttl: timedelta = DEFAULT_X509_SVID_TTL,
+    max_ttl: timedelta = MAX_X509_SVID_TTL,
+) -> SignedLeaf:
+    """:func:`issue_x509_svid`'s leaf as signed (DER, serial, validity, issuer),
+    for callers that only send and record it."""
     sid = workload_spiffe_id(spiffe_id, authority)
     lifetime = check_ttl(ttl, max_ttl)
-    public_key = validate_csr(csr, sid)
-    leaf = build_leaf(public_key, issuer=authority, uri=str(sid), ttl=lifetime, now=now)
-    return [leaf, authority.certificate]
+    request = load_csr(csr)
+    public_key = check_csr(request, sid)
+    return sign_uri_leaf(
+        public_key,
+        issuer=authority,
+        uri=str(sid),
+        ttl=lifetime,
+        now=now,
+        # The key as the request encodes it (the leaf carries the same bytes).
+        spki=request_spki(request.tbs_certrequest_bytes),
+    )
 
 
 def authority_trust_domain(authority: X509Authority) -> str:

@@ -8,7 +8,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp  # type: ignore[import-untyp
 
 from mesh.spiffeid import TrustDomain
 from mesh.v1 import types_pb2
+from registry.ca import SignedLeaf
 from registry.config import Config
 from registry.metrics import Metrics
 from registry.services._challenge import ChallengeMinter
@@ -127,18 +128,33 @@ class Runtime:
 
     def svid_pb(self, chain: list[x509.Certificate], spiffe_id: str) -> types_pb2.X509SVID:
         """The SVID message: the leaf, then intermediates that are not bundle authorities."""
+        leaf = chain[0]
+        return self._svid_message(
+            leaf.public_bytes(serialization.Encoding.DER), leaf.not_valid_after_utc, chain[1:],
+            spiffe_id,
+        )
+
+    def signed_svid_pb(self, leaf: SignedLeaf, spiffe_id: str) -> types_pb2.X509SVID:
+        """:meth:`svid_pb` for a leaf as the CA signed it (its DER at hand)."""
+        return self._svid_message(leaf.der, leaf.not_valid_after_utc, (leaf.issuer,), spiffe_id)
+
+    def _svid_message(
+        self,
+        leaf_der: bytes,
+        expires_at: datetime,
+        intermediates: Sequence[x509.Certificate],
+        spiffe_id: str,
+    ) -> types_pb2.X509SVID:
         _, _, _, anchors, known = self._current_bundle()
-        kept = [chain[0].public_bytes(serialization.Encoding.DER)]
-        for cert in chain[1:]:
+        kept = [leaf_der]
+        for cert in intermediates:
             if any(cert is anchor for anchor in known):
                 continue
             der = cert.public_bytes(serialization.Encoding.DER)
             if der not in anchors:
                 kept.append(der)
         return types_pb2.X509SVID(
-            cert_chain=kept,
-            spiffe_id=spiffe_id,
-            expires_at=timestamp(chain[0].not_valid_after_utc),
+            cert_chain=kept, spiffe_id=spiffe_id, expires_at=timestamp(expires_at)
         )
 
 

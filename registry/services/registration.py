@@ -45,6 +45,7 @@ from mesh.keys.identity_key import key_id
 from mesh.registration import verify_proof
 from mesh.spiffeid import agent_spiffe_id
 from mesh.v1 import registration_pb2, registration_pb2_grpc
+from registry.ca import SignedLeaf
 from registry.rotation.policy import RotationPolicy, svid_refusal
 from registry.scoring.state import state_payload
 from registry.services import _validate as check
@@ -64,7 +65,7 @@ class _Prepared:
     did: str
     spiffe_id: str
     kid: str
-    chain: list[Any]
+    leaf: SignedLeaf
     history_json: str | None
     inception_at: datetime | None
     #: Re-registration: the stored key the request authenticated with.
@@ -183,9 +184,9 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         did = DID.from_public_key(public_key)
         history_json, inception_at = self._inception_history(history_text, did, public_key)
         spiffe_id = agent_spiffe_id(self._rt.trust_domain, did)
-        chain = self._rt.ca.issue_x509_svid(csr, spiffe_id, ttl=self._svid_ttl)
+        leaf = self._rt.ca.sign_x509_svid(csr, spiffe_id, ttl=self._svid_ttl)
         return _Prepared(
-            str(did), str(spiffe_id), key_id(public_key), chain, history_json, inception_at
+            str(did), str(spiffe_id), key_id(public_key), leaf, history_json, inception_at
         )
 
     def _inception_history(
@@ -213,7 +214,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         """In the store's write transaction: challenge, token, agent, key, history,
         SVID record, event and audit entry, or (a retry by the same key) a fresh SVID."""
         p, token_hash = item.ready, item.token_hash
-        leaf = p.chain[0]
+        leaf = p.leaf
         self._use_challenge(tx, item.nonce, item.expires_at)
         try:
             record = tx.tokens.consume(token_hash, used_by_did=p.did)
@@ -309,14 +310,14 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         tx.keys.add_histories(
             [(p.did, p.history_json) for p in ready if p.history_json is not None]
         )
-        tx.svids.record_many([_svid_row(p.did, p.chain[0]) for p in ready])
+        tx.svids.record_many([_svid_row(p.did, p.leaf) for p in ready])
         for p, record in zip(ready, records, strict=True):
             self._append_registered(tx, p, record)
         return [(p, True, p.history_json) for p in ready]
 
     def _append_registered(self, tx: Any, p: _Prepared, record: Any) -> None:
         """The ``agent.registered`` event and the audit entry, written at commit."""
-        leaf = p.chain[0]
+        leaf = p.leaf
         # The agent was created just now, so its state is known without reading it
         # back: active, granted ring 2 (the default), the inception key, no trust
         # score yet (a trust row references an existing agent).
@@ -369,13 +370,13 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
             stored_history = view.keys.history(key.did)
         self._check_reregistration(agent.status, agent.did, key, current, history_text,
                                    stored_history)
-        chain = self._rt.ca.issue_x509_svid(csr, agent.spiffe_id, ttl=self._svid_ttl)
-        return _Prepared(agent.did, agent.spiffe_id, kid, chain, stored_history, None, key)
+        leaf = self._rt.ca.sign_x509_svid(csr, agent.spiffe_id, ttl=self._svid_ttl)
+        return _Prepared(agent.did, agent.spiffe_id, kid, leaf, stored_history, None, key)
 
     def _write_reregistration(
         self, p: _Prepared, nonce: bytes, expires_at: datetime, tx: Any
     ) -> None:
-        leaf = p.chain[0]
+        leaf = p.leaf
         self._use_challenge(tx, nonce, expires_at)
         # Re-check inside the transaction: a revocation may have landed meanwhile.
         fresh = tx.agents.get(p.did)
@@ -451,7 +452,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         return registration_pb2.RegisterResponse(
             did=p.did,
             spiffe_id=p.spiffe_id,
-            svid=self._rt.svid_pb(p.chain, p.spiffe_id),
+            svid=self._rt.signed_svid_pb(p.leaf, p.spiffe_id),
             bundle=self._rt.bundle_pb(),
             key_history=history or "",
             created=created,

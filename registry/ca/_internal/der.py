@@ -6,13 +6,15 @@ the two things that matter: encoding the to-be-signed part and one ECDSA
 signature. For a leaf with a single URI SAN (every X.509-SVID and operator
 certificate) this module writes the TBSCertificate from fixed pieces, exactly
 as ``CertificateBuilder`` encodes the same certificate (a test compares the
-bytes), signs it with the issuer's key and parses the result back into an
-``x509.Certificate``.
+bytes), and signs it with the issuer's key. The result is the DER and the
+fields the registry reads (:class:`SignedLeaf`): parsing it back into an
+``x509.Certificate`` and encoding that again would cost as much as the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -90,6 +92,47 @@ _FIXED_EXTENSIONS = _BASIC_CONSTRAINTS_LEAF + _KEY_USAGE_DIGITAL_SIGNATURE + _EK
 _SKI_PREFIX = _extension(_SUBJECT_KEY_ID, tlv(0x04, bytes(20)), critical=False)[:-20]
 
 
+@dataclass(frozen=True, slots=True)
+class SignedLeaf:
+    """A leaf certificate as signed here: its DER and the fields the registry reads
+    from it, known without parsing it back (the names are ``x509.Certificate``'s)."""
+
+    der: bytes
+    serial_number: int
+    #: The validity as the certificate states it: UTC, whole seconds.
+    not_valid_before_utc: datetime
+    not_valid_after_utc: datetime
+    #: The CA certificate that signed it.
+    issuer: x509.Certificate
+
+    def certificate(self) -> x509.Certificate:
+        """The leaf parsed (each call parses it again)."""
+        return x509.load_der_x509_certificate(self.der)
+
+
+def request_spki(request_info: bytes) -> bytes:
+    """The SubjectPublicKeyInfo, as encoded, of a DER CertificationRequestInfo
+    (``csr.tbs_certrequest_bytes``): SEQUENCE { version, subject, spki, ... }.
+    For a request the parser has accepted."""
+    position = _content_start(request_info, 0)
+    position = _end(request_info, position)  # version
+    position = _end(request_info, position)  # subject
+    return request_info[position : _end(request_info, position)]
+
+
+def _content_start(data: bytes, at: int) -> int:
+    first = data[at + 1]
+    return at + 2 + (first & 0x7F if first & 0x80 else 0)
+
+
+def _end(data: bytes, at: int) -> int:
+    first = data[at + 1]
+    if not first & 0x80:
+        return at + 2 + first
+    size = first & 0x7F
+    return at + 2 + size + int.from_bytes(data[at + 2 : at + 2 + size], "big")
+
+
 class LeafSigner:
     """Signs URI-SAN leaves for one issuer (its name, key identifier and signature
     algorithm made once)."""
@@ -100,6 +143,7 @@ class LeafSigner:
             private_key.curve, ec.SECP256R1
         ):
             raise ValueError("the direct encoder signs with P-256 issuers only")
+        self._certificate = certificate
         self._key = private_key
         self._algorithm = ec.ECDSA(hashes.SHA256())
         # Between the serial and the validity: the signature algorithm and issuer name.
@@ -118,14 +162,20 @@ class LeafSigner:
         uri: str,
         not_before: datetime,
         not_after: datetime,
+        spki: bytes | None = None,
     ) -> bytes:
-        """The TBSCertificate bytes of the leaf profile (see ``leaf.build_leaf``)."""
-        spki = public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        if len(spki) == len(_P256_SPKI_PREFIX) + _P256_POINT_BYTES and spki.startswith(
-            _P256_SPKI_PREFIX
-        ):
+        """The TBSCertificate bytes of the leaf profile (see ``leaf.build_leaf``).
+
+        ``spki``: ``public_key``'s SubjectPublicKeyInfo as a request carried it
+        (see :func:`request_spki`). It is used as is when it is the one encoding
+        cryptography gives a P-256 key (named curve, uncompressed point), which
+        spares encoding the key again; otherwise the key is encoded here.
+        """
+        if spki is None or not _is_p256_uncompressed(spki):
+            spki = public_key.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        if _is_p256_uncompressed(spki):
             point = spki[len(_P256_SPKI_PREFIX) :]
         else:
             point = public_key.public_bytes(
@@ -150,7 +200,39 @@ class LeafSigner:
             tlv(0xA3, sequence(extensions)),
         )
 
-    def sign(self, tbs: bytes) -> x509.Certificate:
+    def sign(self, tbs: bytes) -> bytes:
+        """The DER certificate of ``tbs``, signed with the issuer's key."""
         signature = self._key.sign(tbs, self._algorithm)
-        der = sequence(tbs, _ECDSA_WITH_SHA256, tlv(0x03, b"\x00" + signature))
-        return x509.load_der_x509_certificate(der)
+        return sequence(tbs, _ECDSA_WITH_SHA256, tlv(0x03, b"\x00" + signature))
+
+    def sign_leaf(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        serial: int,
+        uri: str,
+        not_before: datetime,
+        not_after: datetime,
+        spki: bytes | None = None,
+    ) -> SignedLeaf:
+        """:meth:`tbs`, signed."""
+        der = self.sign(
+            self.tbs(public_key, serial=serial, uri=uri, not_before=not_before,
+                     not_after=not_after, spki=spki)
+        )
+        return SignedLeaf(
+            der, serial, _whole_seconds(not_before), _whole_seconds(not_after), self._certificate
+        )
+
+
+def _is_p256_uncompressed(spki: bytes) -> bool:
+    return len(spki) == len(_P256_SPKI_PREFIX) + _P256_POINT_BYTES and spki.startswith(
+        _P256_SPKI_PREFIX
+    )
+
+
+def _whole_seconds(at: datetime) -> datetime:
+    """``at`` as an encoded certificate time reads back: UTC, no fraction."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.replace(microsecond=0)

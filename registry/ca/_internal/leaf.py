@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from registry.ca._internal.der import SignedLeaf
 from registry.ca.authority import AuthorityState, X509Authority
 from registry.ca.errors import CAStateError, CertificateRequestRejected
 
@@ -66,29 +67,12 @@ def build_leaf(
     (critical); EKU serverAuth+clientAuth; a random 159-bit positive serial;
     SKI and AKI; notAfter never past the issuer's.
     """
-    if issuer.state is not AuthorityState.ACTIVE:
-        raise CAStateError(
-            f"authority {issuer.id} is {issuer.state.value}; only the active one signs",
-            hint="sign with the active authority",
-        )
-    if now < issuer.not_before or now >= issuer.not_after:
-        raise CAStateError(
-            f"the CA certificate is valid from {issuer.not_before.isoformat()} to "
-            f"{issuer.not_after.isoformat()}, not at {now.isoformat()}",
-            hint="rotate the CA (prepare and activate a new authority) or fix the clock",
-        )
-    not_before = max(now - LEAF_BACKDATE, issuer.not_before)
-    not_after = min(now + ttl, issuer.not_after)
-    serial = x509.random_serial_number()
     if not dns_names and not ip_addresses and uri.isascii():
         # The same certificate, encoded directly (see _internal.der; a test checks
         # that the bytes signed are the ones CertificateBuilder produces).
-        signer = issuer.leaf_signer
-        return signer.sign(
-            signer.tbs(
-                public_key, serial=serial, uri=uri, not_before=not_before, not_after=not_after
-            )
-        )
+        return sign_uri_leaf(public_key, issuer=issuer, uri=uri, ttl=ttl, now=now).certificate()
+    not_before, not_after = _validity(issuer, ttl=ttl, now=now)
+    serial = x509.random_serial_number()
     names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(uri)]
     names += [x509.DNSName(name) for name in dns_names]
     names += [x509.IPAddress(ip) for ip in ip_addresses]
@@ -116,3 +100,46 @@ def build_leaf(
         )
         .sign(issuer.private_key, hashes.SHA256())
     )
+
+
+def sign_uri_leaf(
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    issuer: X509Authority,
+    uri: str,
+    ttl: timedelta,
+    now: datetime,
+    spki: bytes | None = None,
+) -> SignedLeaf:
+    """The profile of :func:`build_leaf` for a leaf whose one name is the ASCII
+    ``uri`` (every X.509-SVID), as signed DER (``spki``: see ``LeafSigner.tbs``)."""
+    if not uri.isascii():
+        raise CertificateRequestRejected(
+            f"the URI {uri[:80]!r} is not ASCII", hint="a SPIFFE ID is ASCII"
+        )
+    not_before, not_after = _validity(issuer, ttl=ttl, now=now)
+    return issuer.leaf_signer.sign_leaf(
+        public_key,
+        serial=x509.random_serial_number(),
+        uri=uri,
+        not_before=not_before,
+        not_after=not_after,
+        spki=spki,
+    )
+
+
+def _validity(issuer: X509Authority, *, ttl: timedelta, now: datetime) -> tuple[datetime, datetime]:
+    """(notBefore, notAfter) of a leaf ``issuer`` signs at ``now``: backdated a
+    little, never outside the issuer's own validity; only the active one signs."""
+    if issuer.state is not AuthorityState.ACTIVE:
+        raise CAStateError(
+            f"authority {issuer.id} is {issuer.state.value}; only the active one signs",
+            hint="sign with the active authority",
+        )
+    if now < issuer.not_before or now >= issuer.not_after:
+        raise CAStateError(
+            f"the CA certificate is valid from {issuer.not_before.isoformat()} to "
+            f"{issuer.not_after.isoformat()}, not at {now.isoformat()}",
+            hint="rotate the CA (prepare and activate a new authority) or fix the clock",
+        )
+    return max(now - LEAF_BACKDATE, issuer.not_before), min(now + ttl, issuer.not_after)

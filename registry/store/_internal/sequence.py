@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select
 
 from registry.store._internal.dberrors import SchemaNotReady
 from registry.store._internal.unit import Unit
@@ -41,15 +41,16 @@ from registry.store.schema import AUDIT_COUNTER, EVENTS_COUNTER, SequenceCounter
 COUNTER_ORDER = (EVENTS_COUNTER, AUDIT_COUNTER)
 
 _C = cast(Table, SequenceCounter.__table__)
-# Built once: statement construction costs more than SQLite's own work here.
-_ADVANCE = (
-    update(_C)
-    .where(_C.c.name == bindparam("counter"))
-    .values(value=_C.c.value + bindparam("n"))
-    .returning(_C.c.value)
-)
 _CURRENT = select(_C.c.value).where(_C.c.name == bindparam("counter"))
-_LOCK = select(_C.c.value).where(_C.c.name == bindparam("counter")).with_for_update()
+# Run on the driver (``Unit.driver_execute``), once or twice per write transaction,
+# where SQLAlchemy's statement machinery would cost more than the statement.
+_ADVANCE = {
+    "sqlite": "UPDATE sequence_counters SET value = value + ? WHERE name = ? RETURNING value",
+    "postgresql": (
+        "UPDATE sequence_counters SET value = value + %s WHERE name = %s RETURNING value"
+    ),
+}
+_LOCK = {"postgresql": "SELECT value FROM sequence_counters WHERE name = %s FOR UPDATE"}
 
 
 def next_value(unit: Unit, name: str) -> int:
@@ -67,9 +68,10 @@ def next_values(unit: Unit, name: str, count: int) -> int:
         position = COUNTER_ORDER.index(name) if name in COUNTER_ORDER else len(COUNTER_ORDER)
         for earlier in COUNTER_ORDER[:position]:
             if earlier not in unit.locked_counters:
-                unit.execute(_LOCK, {"counter": earlier})
+                unit.driver_execute(_LOCK[unit.dialect], (earlier,))
                 unit.locked_counters.add(earlier)
-    row = unit.execute(_ADVANCE, {"counter": name, "n": count}).first()
+    rows = unit.driver_execute(_ADVANCE[unit.dialect], (count, name))
+    row = rows[0] if rows else None
     if row is None:
         raise SchemaNotReady(f"sequence counter {name!r} is missing", hint="run `mesh db upgrade`")
     unit.locked_counters.add(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, insert, select
+from sqlalchemy import Row, Table, insert, select
 
 from registry.store._internal import checks, sequence
 from registry.store._internal.bulk import MultiRowInsert
@@ -20,7 +20,11 @@ _INSERT = insert(_T)
 _INSERT_MANY = MultiRowInsert(
     _T, ("seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash")
 )
-_PREV_HASH = select(_T.c.hash).where(_T.c.seq == bindparam("seq"))
+# The hash a new row chains to: run on the driver (once per write transaction).
+_PREV_HASH = {
+    "sqlite": "SELECT hash FROM audit_log WHERE seq = ?",
+    "postgresql": "SELECT hash FROM audit_log WHERE seq = %s",
+}
 
 
 def _record(row: Row[Any]) -> AuditRecord:
@@ -140,7 +144,8 @@ def _previous_hash(unit: Unit, seq: int) -> str:
     """The hash row ``seq`` chains to (the genesis hash for the first row)."""
     if seq <= 1:
         return GENESIS_HASH
-    prev = unit.execute(_PREV_HASH, {"seq": seq - 1}).scalar()
+    rows = unit.driver_execute(_PREV_HASH[unit.dialect], (seq - 1,))
+    prev = rows[0][0] if rows else None
     if prev is None:
         raise StoreError(
             f"audit row {seq - 1} is missing; the audit trail is damaged",

@@ -23,6 +23,7 @@ from registry.ca import SignedLeaf
 from registry.config import Config
 from registry.metrics import Metrics
 from registry.services._challenge import ChallengeMinter
+from registry.store._internal.group import when_delivered
 from registry.store.records import AgentKeyRecord, AgentRecord
 
 T = TypeVar("T")
@@ -178,15 +179,19 @@ class _Landing:
         return await waiter
 
     def _arrived(self, waiter: asyncio.Future[Any], future: Future[Any]) -> None:
-        # On the thread that completed ``future``.
+        # On the thread that completed ``future``: the store's writer thread wakes the
+        # loop once it has resolved its whole group (see ``when_delivered``).
         with self._lock:
             self._ready.append((waiter, future))
             first = len(self._ready) == 1
         if first:
-            try:
-                self._loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+            when_delivered(self._wake)
+
+    def _wake(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
     def _deliver(self) -> None:
         with self._lock:

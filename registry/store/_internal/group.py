@@ -272,8 +272,37 @@ class GroupWriter:
                     stopping = True
                     break
                 calls.append(call)
+            _delivering.callbacks = []
             try:
                 self._apply(calls)
             except BaseException as error:  # the store fails each call itself; belt and braces
                 for call in calls:
                     call.fail(error)
+            finally:
+                callbacks, _delivering.callbacks = _delivering.callbacks, None
+                for callback in callbacks:
+                    try:
+                        callback()
+                    except Exception:  # noqa: S112 - one waiter's bug must not stop the others
+                        continue
+
+
+# The group writer thread sets ``callbacks`` while it applies a group and resolves its
+# futures: see :func:`when_delivered`.
+_delivering = threading.local()
+
+
+def when_delivered(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the group whose futures are being resolved has resolved
+    them all; at once when not called from the group writer (a future's
+    done-callback runs on the thread that resolves it).
+
+    For waking another thread's event loop: one wake-up for a whole group rather
+    than one each time that loop drains the results resolved so far (each wake-up
+    is a syscall that hands the GIL to the woken thread mid-delivery).
+    """
+    pending = getattr(_delivering, "callbacks", None)
+    if pending is None:
+        callback()
+    else:
+        pending.append(callback)

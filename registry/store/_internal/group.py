@@ -9,7 +9,9 @@ writers, with no timer and no added latency.
 Before the transaction, the writer runs each batch item's ``prepare`` (CPU
 work such as checking a proof and signing a certificate), outside any lock:
 doing it here rather than in a pool of worker threads saves a thread hand-off
-per call and the GIL contention of many threads. Inside the transaction each
+per call and the GIL contention of many threads. Calls that arrive while a
+group is being prepared join it (and are prepared too), up to ``MAX_GROUP``:
+they would otherwise wait for the next group. Inside the transaction each
 plain call runs in its own SAVEPOINT, so one that fails rolls back alone.
 Calls of the same :class:`Batch` are first tried all together with
 set-based statements (one INSERT for all their rows, and so
@@ -102,7 +104,7 @@ class Batch(ABC, Generic[I, R]):
 class GroupCall:
     """One queued call: plain work, or an item of a batch; and its caller's future."""
 
-    __slots__ = ("batch", "future", "item", "work")
+    __slots__ = ("batch", "future", "item", "prepared", "work")
 
     def __init__(
         self,
@@ -113,6 +115,8 @@ class GroupCall:
         self.work = work
         self.batch = batch
         self.item = item
+        #: ``item`` is the prepared item (``Batch.prepare`` ran), or there is nothing to prepare.
+        self.prepared = batch is None
         self.future: Future[Any] = Future()
 
     def run_one(self, tx: Any) -> Any:
@@ -135,16 +139,18 @@ Outcome = tuple[GroupCall, bool, Any]
 
 
 def prepare_calls(calls: list[GroupCall]) -> list[GroupCall]:
-    """Run each batch item's ``prepare`` (outside the transaction); the calls still
-    to apply. A call whose preparation fails is answered with its error now."""
+    """Run each batch item's ``prepare`` (outside the transaction) once; the calls
+    still to apply. A call whose preparation fails is answered with its error now."""
     ready = []
     for call in calls:
-        if call.batch is not None:
+        if not call.prepared:
+            assert call.batch is not None
             try:
                 call.item = call.batch.prepare(call.item)
             except Exception as error:
                 call.fail(error)
                 continue
+            call.prepared = True
         ready.append(call)
     return ready
 
@@ -262,19 +268,21 @@ class GroupWriter:
             first = self._queue.get()
             if first is None:
                 return
-            calls = [first]
-            while len(calls) < MAX_GROUP:
-                try:
-                    call = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if call is None:
-                    stopping = True
-                    break
-                calls.append(call)
+            calls, stopping = self._take([first])
             _delivering.callbacks = []
             try:
-                self._apply(calls)
+                # Prepare outside the transaction; the calls that arrived meanwhile
+                # join this group (prepared too) rather than wait for the next one:
+                # a bigger group for the same wait, and the commit's cost shared
+                # by more calls.
+                calls = prepare_calls(calls)
+                while not stopping and len(calls) < MAX_GROUP:
+                    more, stopping = self._take([], MAX_GROUP - len(calls))
+                    if not more:
+                        break
+                    calls += prepare_calls(more)
+                if calls:
+                    self._apply(calls)
             except BaseException as error:  # the store fails each call itself; belt and braces
                 for call in calls:
                     call.fail(error)
@@ -285,6 +293,19 @@ class GroupWriter:
                         callback()
                     except Exception:  # noqa: S112 - one waiter's bug must not stop the others
                         continue
+
+    def _take(self, calls: list[GroupCall], limit: int = MAX_GROUP) -> tuple[list[GroupCall], bool]:
+        """``calls`` plus what is queued, up to ``limit`` in all; and whether the
+        queue said stop (``close``)."""
+        while len(calls) < limit:
+            try:
+                call = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if call is None:
+                return calls, True
+            calls.append(call)
+        return calls, False
 
 
 # The group writer thread sets ``callbacks`` while it applies a group and resolves its

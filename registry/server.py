@@ -271,6 +271,7 @@ class RegistryServer:
             self._health, SERVICE_NAMES, ping, interval=config.health_check_interval_seconds
         )
         self.store_health.start()
+        self.metrics.watch_store(self.store)
         metrics_listen = metrics_listen_for(config.metrics_listen, self.worker)
         if metrics_listen:
             host, _, port = metrics_listen.rpartition(":")

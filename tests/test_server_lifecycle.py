@@ -110,6 +110,13 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
         assert 'code="UNAUTHENTICATED",method="/mesh.v1.AgentService/ListAgents"' in text
         assert "mesh_rpc_duration_seconds_bucket" in text
         assert "mesh_serving_certificate_expiry_timestamp_seconds" in text
+        # The store's group commits, read at the scrape.
+        store = running.server.store
+        assert store is not None
+        groups = store.group_stats.groups
+        assert f"mesh_store_group_commits_total {float(groups)}" in text
+        assert "mesh_store_group_calls_total" in text
+        assert "mesh_store_group_largest_calls" in text
     finally:
         running.stop()
 

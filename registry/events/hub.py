@@ -3,7 +3,10 @@
 One reader per process follows the event table (the source of truth). It wakes
 on :meth:`EventHub.notify` (called after a local commit, and on PostgreSQL
 after a NOTIFY from any replica) and otherwise polls, so a missed wake-up only
-delays, it never loses.
+delays, it never loses. With no stream attached, a wake-up waits for the next
+poll: nobody is waiting for the events, and under a burst of commits (every
+registration is one) reading them at once would cost a table read per commit
+in every process. A stream that attaches wakes the reader itself.
 
 Each new event is encoded ONCE (:class:`Delivery`: the serialized
 ``WatchResponse``, and on demand the redacted form agents get of their peers)
@@ -266,6 +269,9 @@ class EventHub:
         """
         if not self.holds(position):
             return False
+        if self._count == 0:
+            # Wake-ups waited for the poll while nobody watched: read what is new now.
+            self._wake.set()
         backlog: list[Delivery] = []
         if position < self.position:
             matches = subscriber.filter.matches
@@ -308,10 +314,16 @@ class EventHub:
                 self.detachments += 1
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time() + self._poll_interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_poll - loop.time()))
+            if self._wake.is_set() and self._count == 0 and loop.time() < next_poll:
+                self._wake.clear()  # nobody watching: the poll will read it
+                continue
             self._wake.clear()
+            next_poll = loop.time() + self._poll_interval
             try:
                 await self._drain()
             except Exception as error:  # the store is down: keep trying, streams wait

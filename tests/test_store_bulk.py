@@ -41,11 +41,12 @@ aware_times = st.builds(
     st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
     st.integers(-23 * 60, 23 * 60),
 )
+_json_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+)
 json_documents = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(
-        blacklist_categories=("Cs",), blacklist_characters="\x00")),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                  max_size=3),
+    st.none() | st.booleans() | st.integers() | _json_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_json_text, inner, max_size=3),
     max_leaves=8,
 )
 
@@ -247,3 +248,23 @@ def test_chain_hashes_are_the_entry_hashes() -> None:
                           details=details, prev_hash=prev)
         expected.append(prev)
     assert chain_hashes(10, T0, entries, "0" * 64) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=json_documents)
+def test_json_checks_copy_what_a_round_trip_gives(doc: Any) -> None:
+    import json
+
+    from registry.store._internal.checks import json_value
+
+    assert json_value("d", {"k": doc}) == json.loads(json.dumps({"k": doc}))
+
+
+@pytest.mark.parametrize("doc", [{"a": "x\x00"}, {"a": {"b": "\x00"}}, {"a": ["\x00"]},
+                                 {"\x00": 1}, {1: "a"}, {"a": float("nan")}, {"a": object()}])
+def test_json_checks_refuse_what_is_not_storable(doc: Any) -> None:
+    from registry.store._internal.checks import json_value
+    from registry.store.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument):
+        json_value("d", doc)

@@ -30,7 +30,10 @@ def _length(n: int) -> bytes:
 
 
 def tlv(tag: int, content: bytes) -> bytes:
-    return bytes((tag,)) + _length(len(content)) + content
+    size = len(content)
+    if size < 0x80:  # the short form, most TLVs of a leaf
+        return bytes((tag, size)) + content
+    return bytes((tag,)) + _length(size) + content
 
 
 def sequence(*parts: bytes) -> bytes:
@@ -86,6 +89,8 @@ _EKU_SERVER_CLIENT = _extension(
 # prefix, then the 65-byte uncompressed point.
 _P256_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
 _P256_POINT_BYTES = 65
+# The SubjectAltName extension up to its value (the OCTET STRING), critical.
+_SAN_CRITICAL = _SAN + b"\x01\x01\xff"
 # The extensions every leaf carries between its SAN and its key identifiers.
 _FIXED_EXTENSIONS = _BASIC_CONSTRAINTS_LEAF + _KEY_USAGE_DIGITAL_SIGNATURE + _EKU_SERVER_CLIENT
 # The SubjectKeyIdentifier extension up to its 20-byte SHA-1 (RFC 5280 4.2.1.2 method 1).
@@ -183,21 +188,22 @@ class LeafSigner:
             )
         # RFC 5280 4.2.1.2 method 1, as SubjectKeyIdentifier.from_public_key computes it.
         ski = hashlib.sha1(point, usedforsecurity=False).digest()
-        extensions = (
-            _extension(_SAN, sequence(tlv(0x86, uri.encode("ascii"))), critical=True)
-            + _FIXED_EXTENSIONS
-            + _SKI_PREFIX
-            + ski
-            + self._aki
-        )
-        return sequence(
-            _VERSION_3,
-            integer(serial),
-            self._algorithm_and_issuer,
-            sequence(time(not_before), time(not_after)),
-            _EMPTY_NAME,
-            spki,
-            tlv(0xA3, sequence(extensions)),
+        # SAN: SEQUENCE { OID, critical, OCTET STRING { GeneralNames { [6] uri } } }.
+        san = tlv(0x30, _SAN_CRITICAL + tlv(0x04, tlv(0x30, tlv(0x86, uri.encode("ascii")))))
+        extensions = san + _FIXED_EXTENSIONS + _SKI_PREFIX + ski + self._aki
+        return tlv(
+            0x30,
+            b"".join(
+                (
+                    _VERSION_3,
+                    integer(serial),
+                    self._algorithm_and_issuer,
+                    tlv(0x30, time(not_before) + time(not_after)),
+                    _EMPTY_NAME,
+                    spki,
+                    tlv(0xA3, tlv(0x30, extensions)),
+                )
+            ),
         )
 
     def sign(self, tbs: bytes) -> bytes:

@@ -101,7 +101,16 @@ def _clean(field: str, value: Any) -> Any:
                 raise InvalidArgument(f"{field} has a non-string key {key!r}")
             if "\x00" in key:
                 raise InvalidArgument(f"{field} has a key containing a NUL character")
-            out[key] = _clean(field, item)
+            # The plain members here, as above, without a call each.
+            member = type(item)
+            if member is str:
+                if "\x00" in item:
+                    raise InvalidArgument(f"{field} contains a NUL character")
+                out[key] = item
+            elif member is int or member is bool or item is None:
+                out[key] = item
+            else:
+                out[key] = _clean(field, item)
         return out
     if isinstance(value, list | tuple):
         return [_clean(field, item) for item in value]

@@ -130,33 +130,40 @@ class Runtime:
     def svid_pb(self, chain: list[x509.Certificate], spiffe_id: str) -> types_pb2.X509SVID:
         """The SVID message: the leaf, then intermediates that are not bundle authorities."""
         leaf = chain[0]
-        return self._svid_message(
-            leaf.public_bytes(serialization.Encoding.DER), leaf.not_valid_after_utc, chain[1:],
-            spiffe_id,
+        message = types_pb2.X509SVID()
+        self._fill_svid(
+            message, leaf.public_bytes(serialization.Encoding.DER), leaf.not_valid_after_utc,
+            chain[1:], spiffe_id,
         )
+        return message
 
-    def signed_svid_pb(self, leaf: SignedLeaf, spiffe_id: str) -> types_pb2.X509SVID:
-        """:meth:`svid_pb` for a leaf as the CA signed it (its DER at hand)."""
-        return self._svid_message(leaf.der, leaf.not_valid_after_utc, (leaf.issuer,), spiffe_id)
+    def fill_signed_svid(
+        self, message: types_pb2.X509SVID, leaf: SignedLeaf, spiffe_id: str
+    ) -> None:
+        """:meth:`svid_pb` for a leaf as the CA signed it (its DER at hand), written
+        into ``message``: a response's own field, filled in place rather than built
+        apart and copied in."""
+        self._fill_svid(message, leaf.der, leaf.not_valid_after_utc, (leaf.issuer,), spiffe_id)
 
-    def _svid_message(
+    def _fill_svid(
         self,
+        message: types_pb2.X509SVID,
         leaf_der: bytes,
         expires_at: datetime,
         intermediates: Sequence[x509.Certificate],
         spiffe_id: str,
-    ) -> types_pb2.X509SVID:
+    ) -> None:
         _, _, _, anchors, known = self._current_bundle()
-        kept = [leaf_der]
+        chain = message.cert_chain
+        chain.append(leaf_der)
         for cert in intermediates:
             if any(cert is anchor for anchor in known):
                 continue
             der = cert.public_bytes(serialization.Encoding.DER)
             if der not in anchors:
-                kept.append(der)
-        return types_pb2.X509SVID(
-            cert_chain=kept, spiffe_id=spiffe_id, expires_at=timestamp(expires_at)
-        )
+                chain.append(der)
+        message.spiffe_id = spiffe_id
+        set_timestamp(message.expires_at, expires_at)
 
 
 class _Landing:
@@ -211,10 +218,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def timestamp(at: datetime) -> Timestamp:
     """``at`` as a protobuf Timestamp (a naive ``at`` is UTC, as ``FromDatetime`` has it)."""
+    message = Timestamp()
+    set_timestamp(message, at)
+    return message
+
+
+def set_timestamp(message: Timestamp, at: datetime) -> None:
+    """Write ``at`` into a Timestamp field in place (see :func:`timestamp`)."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
     delta = at - _EPOCH
-    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
+    message.seconds = delta.days * 86400 + delta.seconds
+    message.nanos = delta.microseconds * 1000
 
 
 def key_pb(record: AgentKeyRecord) -> types_pb2.KeyInfo:
@@ -250,4 +265,12 @@ def agent_pb(record: AgentRecord, current_key: AgentKeyRecord | None) -> types_p
     return agent
 
 
-__all__ = ["PB_TO_STATUS", "STATUS_TO_PB", "Runtime", "agent_pb", "key_pb", "timestamp"]
+__all__ = [
+    "PB_TO_STATUS",
+    "STATUS_TO_PB",
+    "Runtime",
+    "agent_pb",
+    "key_pb",
+    "set_timestamp",
+    "timestamp",
+]

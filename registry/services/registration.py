@@ -449,14 +449,13 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
     def _response(
         self, p: _Prepared, created: bool, history: str | None
     ) -> registration_pb2.RegisterResponse:
-        return registration_pb2.RegisterResponse(
-            did=p.did,
-            spiffe_id=p.spiffe_id,
-            svid=self._rt.signed_svid_pb(p.leaf, p.spiffe_id),
-            bundle=self._rt.bundle_pb(),
-            key_history=history or "",
-            created=created,
+        response = registration_pb2.RegisterResponse(
+            did=p.did, spiffe_id=p.spiffe_id, key_history=history or "", created=created
         )
+        # Sub-messages filled in place: passing built ones to the constructor copies them.
+        self._rt.fill_signed_svid(response.svid, p.leaf, p.spiffe_id)
+        response.bundle.CopyFrom(self._rt.bundle_pb())
+        return response
 
 
 def _svid_row(did: str, leaf: Any) -> tuple[str, str, str, datetime, datetime]:

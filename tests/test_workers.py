@@ -108,6 +108,7 @@ class Group:
     data_dir: Path
     port: int
     log_path: Path
+    postgres: bool = False
 
     @property
     def address(self) -> str:
@@ -134,9 +135,12 @@ class Group:
                 continue
         return entries
 
-    def leaders(self) -> list[int]:
-        """Pids that logged becoming the leader, in order."""
-        return [int(e["pid"]) for e in self.log() if e.get("event") == "worker.leader"]  # type: ignore[call-overload]
+    def leaders(self, event: str = "worker.leader") -> list[str]:
+        """Who logged becoming the leader (SQLite: the pid; PostgreSQL: ``replica.leader``
+        with its connection's application name), in order."""
+        return [
+            str(e.get("pid") or e.get("application")) for e in self.log() if e.get("event") == event
+        ]
 
     def channel_on(self, worker: int, *, mtls: bool, tries: int = 200) -> grpc.Channel:
         """A connected channel that ``worker`` serves (opening new ones until one lands there)."""
@@ -166,7 +170,7 @@ class Group:
         return grpc.secure_channel(self.mtls_address, creds, options=options)
 
 
-def _start(root: Path, count: int = 2) -> Group:
+def _start(root: Path, count: int = 2, database_url: str = "") -> Group:
     port = free_port_pair()
     data_dir = root / "data"
     log_path = root / "serve.log"
@@ -174,10 +178,11 @@ def _start(root: Path, count: int = 2) -> Group:
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [MESH, "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",
-             "--trust-domain", TRUST_DOMAIN, "--log-format", "json", "--workers", str(count)],
+             "--trust-domain", TRUST_DOMAIN, "--log-format", "json", "--workers", str(count),
+             *(["--database-url", database_url] if database_url else [])],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
-    group = Group(proc, data_dir, port, log_path)
+    group = Group(proc, data_dir, port, log_path, postgres=bool(database_url))
 
     def serving() -> bool:
         if proc.poll() is not None:
@@ -203,6 +208,18 @@ def _stop(group: Group) -> int:
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[Group]:
     g = _start(tmp_path)
+    try:
+        yield g
+    finally:
+        _stop(g)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_group(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Group]:
+    """Workers over SQLite, and over PostgreSQL (where the replicas' machinery
+    elects the leader and carries the wake-ups)."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else ""
+    g = _start(tmp_path, database_url=url)
     try:
         yield g
     finally:
@@ -245,7 +262,8 @@ def _register(public: grpc.Channel, token: str) -> registration_pb2.RegisterResp
 # -- the group as one registry ----------------------------------------------------------
 
 
-def test_workers_share_connections_store_and_events(group: Group) -> None:
+def test_workers_share_connections_store_and_events(any_group: Group) -> None:
+    group = any_group
     first, second = group.workers
     public_second = group.channel_on(second, mtls=False)
     operator_first = group.channel_on(first, mtls=True)
@@ -289,12 +307,15 @@ def test_workers_share_connections_store_and_events(group: Group) -> None:
         agents_pb2.GetAgentRequest(did=reply.did), timeout=10
     )
     assert agent.did == reply.did
-    assert len(group.leaders()) == 1
+    event = "replica.leader" if group.postgres else "worker.leader"
+    assert wait_until(lambda: len(group.leaders(event)) == 1, 20)
+    time.sleep(1.5)  # another leader would have appeared within a ping
+    assert len(group.leaders(event)) == 1
 
 
 def test_a_killed_worker_is_restarted_and_leadership_moves(group: Group) -> None:
     assert wait_until(lambda: len(group.leaders()) == 1, 20)
-    leader = group.leaders()[0]
+    leader = int(group.leaders()[0])
     survivors = [pid for pid in group.workers if pid != leader]
     os.kill(leader, signal.SIGKILL)
 
@@ -309,7 +330,7 @@ def test_a_killed_worker_is_restarted_and_leadership_moves(group: Group) -> None
 
     assert wait_until(replaced, 30), group.log_path.read_text()[-3000:]
     assert wait_until(lambda: len(group.leaders()) == 2, 20)
-    assert group.leaders()[1] in group.workers
+    assert int(group.leaders()[1]) in group.workers
     started = [e for e in group.log() if e.get("event") == "registry.started"]
     assert wait_until(
         lambda: len([e for e in group.log() if e.get("event") == "registry.started"]) == 3, 60

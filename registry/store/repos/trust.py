@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -37,6 +37,7 @@ from sqlalchemy.types import NullType
 
 from registry.store._internal import checks, sequence
 from registry.store._internal.dberrors import translate, translated
+from registry.store._internal.types import driver_form
 from registry.store._internal.unit import Unit
 from registry.store.errors import StoreError
 from registry.store.schema import (
@@ -377,29 +378,24 @@ def _raw(column: Any) -> Any:
 
 
 def _time_reader(dialect: str) -> Any:
-    """Driver value -> aware datetime (or None). SQLite holds UTC text in
-    SQLAlchemy's fixed layout; psycopg returns aware datetimes already."""
+    """Driver value -> aware datetime, or None for NULL (nullable columns).
+    psycopg returns aware datetimes already: those pass as they are (the
+    recompute reads hundreds of thousands)."""
     if dialect != "sqlite":
         return _same
-    parse = datetime.fromisoformat
+    read = driver_form(dialect).read_time
 
-    def sqlite_time(value: str | None) -> datetime | None:
-        return None if value is None else parse(value + "+00:00")
+    def reader(value: Any) -> datetime | None:
+        return None if value is None else read(value)
 
-    return sqlite_time
+    return reader
 
 
 def _same(value: datetime | None) -> datetime | None:
     return value
 
 
-def _sqlite_time(value: datetime) -> str:
-    """An aware datetime in the text layout :class:`UTCDateTime` stores on SQLite."""
-    if value.tzinfo is not UTC:
-        if value.tzinfo is None:
-            raise StoreError(f"timestamp {value!r} has no time zone")
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+_sqlite_time = driver_form("sqlite").time
 
 
 class TrustReader:

@@ -268,3 +268,11 @@ def test_json_checks_refuse_what_is_not_storable(doc: Any) -> None:
 
     with pytest.raises(InvalidArgument):
         json_value("d", doc)
+
+
+def test_remembered_times_are_those_of_the_same_instant() -> None:
+    form = driver_form("sqlite")
+    utc = datetime(2032, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    east = utc.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert form.time(east) == form.time(utc) == "2032-01-02 03:04:05.000006"
+    assert form.time(utc + timedelta(microseconds=1)) == "2032-01-02 03:04:05.000007"

@@ -206,11 +206,12 @@ class _Landing:
         for waiter, future in ready:
             if waiter.done():  # the caller was cancelled
                 continue
-            error = future.exception()
-            if error is not None:
+            try:  # one look at the done future (each takes its lock)
+                value = future.result()
+            except BaseException as error:  # the call's own error, handed on
                 waiter.set_exception(error)
             else:
-                waiter.set_result(future.result())
+                waiter.set_result(value)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

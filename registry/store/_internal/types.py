@@ -98,22 +98,27 @@ class _SQLiteForm(DriverForm):
 
     placeholder = "?"
 
+    #: Texts remembered (then forgotten all at once): rows written together mostly
+    #: carry the same few instants (the group's ``Unit.now``; SVID validities and
+    #: challenge expiries, whole seconds).
+    _REMEMBERED = 4096
+
     def __init__(self) -> None:
-        # The last value converted and its text: most rows of a group carry the
-        # group's one timestamp (``Unit.now``). Swapped whole, so threads may share it.
-        self._last: tuple[object, str] = (object(), "")
+        # Plain dict operations only (atomic under the GIL): threads may share it.
+        self._texts: dict[datetime, str] = {}
 
     def time(self, value: datetime) -> str:
-        last = self._last
-        if last[0] is value:
-            return last[1]
-        if type(value) is not datetime or value.tzinfo is not UTC:
-            if not isinstance(value, datetime) or value.utcoffset() is None:
-                raise _naive(value)
-            value = value.astimezone(UTC)
+        # Equal aware datetimes are the same instant, so they have the same UTC text.
+        text = self._texts.get(value) if type(value) is datetime else None
+        if text is not None:
+            return text
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise _naive(value)
         # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" without its offset.
-        text = value.isoformat(" ", "microseconds")[:-6]
-        self._last = (value, text)
+        text = value.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
+        if len(self._texts) >= self._REMEMBERED:
+            self._texts.clear()
+        self._texts[value] = text
         return text
 
     def json(self, document: Any) -> str:

@@ -62,9 +62,9 @@ def test_trail_verifies_and_links(store: Store) -> None:
 
 def test_hash_is_the_documented_canonical_encoding(store: Store) -> None:
     with store.transaction() as tx:
-        entry = tx.audit.append("op", "agent.register", "did:mesh:x", {"b": [1, "é"], "a": None})
+        tx.audit.append("op", "agent.register", "did:mesh:x", {"b": [1, "é"], "a": None})
     stored = store.audit_rows()[0]
-    assert stored == entry
+    assert (stored.seq, stored.actor, stored.subject) == (1, "op", "did:mesh:x")
     doc = {
         "v": 1,
         "seq": 1,

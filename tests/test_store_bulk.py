@@ -185,7 +185,7 @@ def _set_based(tx: Any) -> None:
     for did in dids:
         tx.events.append_at_commit("agent.registered", did, {"did": did, "state": {"ring": 2}})
     for i, did in enumerate(dids):
-        tx.audit.append_at_commit("join-token:x", "agent.register", did,
+        tx.audit.append("join-token:x", "agent.register", did,
                                   {"kid": f"kid{i}", "ok": True})
 
 

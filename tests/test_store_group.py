@@ -54,7 +54,7 @@ def _agent(tx: Any, i: int) -> str:
     did = f"did:mesh:g{i}"
     tx.agents.create(did=did, name=f"agent-{i}", spiffe_id=f"spiffe://td/agent/g{i}")
     tx.events.append_at_commit("agent.registered", did, {"i": i})
-    tx.audit.append_at_commit("tests", "agent.register", did, {"i": i})
+    tx.audit.append("tests", "agent.register", did, {"i": i})
     return did
 
 
@@ -174,33 +174,35 @@ def test_rows_appended_at_commit_follow_the_immediate_ones(store: Store) -> None
     with store.transaction() as tx:
         tx.events.append_at_commit("late", None, {"n": 1})
         first = tx.events.append("early", None, {"n": 2})
-        tx.audit.append_at_commit("tests", "late", "x", {})
-        tx.audit.append("tests", "early", "y", {})
+        tx.audit.append("tests", "first", "x", {})
+        tx.audit.append("tests", "second", "y", {})
         assert first == 1
+        # Audit entries are all appended at commit, in call order.
+        assert store.audit_rows() == []
     assert [(e.seq, e.type) for e in store.events_since(0)] == [(1, "early"), (2, "late")]
-    assert [(r.seq, r.action) for r in store.audit_rows()] == [(1, "early"), (2, "late")]
+    assert [(r.seq, r.action) for r in store.audit_rows()] == [(1, "first"), (2, "second")]
     _gap_free(store)
 
 
 def test_rows_queued_for_commit_vanish_with_a_rollback(store: Store) -> None:
     with pytest.raises(FailedPrecondition), store.transaction() as tx:
         tx.events.append_at_commit("never", None, {})
-        tx.audit.append_at_commit("tests", "never", "x", {})
+        tx.audit.append("tests", "never", "x", {})
         raise FailedPrecondition("no")
     assert store.events_since(0) == [] and store.audit_rows() == []
     with store.transaction() as tx:
         tx.events.append_at_commit("kept", None, {})
-        tx.audit.append_at_commit("tests", "kept", "x", {})
+        tx.audit.append("tests", "kept", "x", {})
     assert [e.seq for e in store.events_since(0)] == [1]
     assert [r.seq for r in store.audit_rows()] == [1]
     _gap_free(store)
 
 
-def test_append_at_commit_checks_its_arguments(store: Store) -> None:
+def test_appending_at_commit_checks_the_arguments_at_once(store: Store) -> None:
     with pytest.raises(StoreError), store.transaction() as tx:
         tx.events.append_at_commit("x" * 65, None, {})
     with pytest.raises(StoreError), store.transaction() as tx:
-        tx.audit.append_at_commit("tests", "a", "s", {"bad": float("nan")})
+        tx.audit.append("tests", "a", "s", {"bad": float("nan")})
     assert store.events_since(0) == []
 
 

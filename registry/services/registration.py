@@ -340,7 +340,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
                 "state": dict(state),
             },
         )
-        tx.audit.append_at_commit(
+        tx.audit.append(
             f"join-token:{record.id}",
             "agent.register",
             p.did,
@@ -387,7 +387,7 @@ class RegistrationService(registration_pb2_grpc.RegistrationServiceServicer):
         if refusal is not None:
             raise precondition(refusal)
         self._record_svid(tx, p.did, leaf)
-        tx.audit.append_at_commit(
+        tx.audit.append(
             p.spiffe_id,
             "agent.reregister",
             p.did,

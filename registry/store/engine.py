@@ -251,9 +251,10 @@ class Store:
         threads nor open another transaction, and should only touch the store
         (do CPU-heavy work before submitting, or in ``Batch.prepare``). All
         calls of a group share ``tx.now``, taken when the group starts. Append
-        events and audit entries with ``append_at_commit`` there: the immediate
-        ``append`` works too, but takes the counter rows inside the call's
-        savepoint and holds them for the rest of the group's transaction.
+        events with ``events.append_at_commit`` there (audit entries are always
+        appended at commit): the immediate ``events.append`` works too, but takes
+        the counter row inside the call's savepoint and holds it for the rest of
+        the group's transaction.
         """
         return self._group().submit(GroupCall(work))
 

@@ -14,7 +14,7 @@ in commit order, a reader that has seen N has seen every number below N, and
 a rollback returns its number. SQLite has a single writer, which gives the same
 order. The cost is that event writers serialise on that row for the rest of
 their transaction: append events late in a transaction, and keep transactions
-short. ``append_at_commit`` (events and audit) queues rows that the store
+short. ``events.append_at_commit`` and ``audit.append`` queue rows that the store
 writes just before COMMIT, so the counters stay locked only for the commit
 itself; a group commit takes each counter once for the whole group. A
 distributed PostgreSQL-compatible engine keeps these semantics (serialisable

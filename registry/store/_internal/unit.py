@@ -37,7 +37,8 @@ class Unit:
         self.last_event_seq: int | None = None
         # Sequence counter rows this transaction has locked (see _internal.sequence).
         self.locked_counters: set[str] = set()
-        # Rows appended at commit time (``append_at_commit``), in call order.
+        # Rows appended at commit time (``events.append_at_commit``, ``audit.append``),
+        # in call order.
         self.pending_events: list[PendingEvent] = []
         self.pending_audit: list[PendingAudit] = []
 

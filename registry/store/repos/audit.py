@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, insert, select
+from sqlalchemy import Row, Table, select
 
 from registry.store._internal import checks, sequence
 from registry.store._internal.bulk import MultiRowInsert
 from registry.store._internal.unit import Unit
-from registry.store.audit import GENESIS_HASH, chain_hashes, entry_hash
+from registry.store.audit import GENESIS_HASH, chain_hashes
 from registry.store.errors import StoreError
 from registry.store.records import AuditRecord
 from registry.store.schema import AUDIT_COUNTER, NAME_LEN, SPIFFE_ID_LEN, AuditEntry
 
 _T = cast(Table, AuditEntry.__table__)
 _COLS = tuple(_T.c)
-_INSERT = insert(_T)
 _INSERT_MANY = MultiRowInsert(
     _T, ("seq", "at", "actor", "action", "subject", "details", "prev_hash", "hash")
 )
@@ -62,51 +61,13 @@ class AuditReader:
 class AuditRepository(AuditReader):
     def append(
         self, actor: str, action: str, subject: str, details: dict[str, Any] | None = None
-    ) -> AuditRecord:
-        """Append an audit entry chained to the previous one, in this transaction."""
-        if not self._unit.writable:
-            raise StoreError("audit entries can only be appended inside store.transaction()")
-        actor = checks.text("actor", actor, NAME_LEN)
-        action = checks.text("action", action, 64)
-        subject = checks.text("subject", subject, SPIFFE_ID_LEN, empty_ok=True)
-        doc = checks.json_object("details", details)
-        # Taking the number locks the counter row, so the previous row is
-        # committed (or ours) and nobody else can chain onto it meanwhile.
-        seq = sequence.next_value(self._unit, AUDIT_COUNTER)
-        prev_hash = _previous_hash(self._unit, seq)
-        at = self._unit.now
-        digest = entry_hash(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            details=doc,
-            prev_hash=prev_hash,
-        )
-        self._unit.execute(
-            _INSERT,
-            {
-                "seq": seq,
-                "at": at,
-                "actor": actor,
-                "action": action,
-                "subject": subject,
-                "details": doc,
-                "prev_hash": prev_hash,
-                "hash": digest,
-            },
-        )
-        return AuditRecord(seq, at, actor, action, subject, doc, prev_hash, digest)
-
-    def append_at_commit(
-        self, actor: str, action: str, subject: str, details: dict[str, Any] | None = None
     ) -> None:
-        """Append an audit entry when this transaction commits: chained like
-        :meth:`append`, and committed with the transaction's other writes or not
-        at all. The audit counter is then locked only for the commit, and a
-        group commit chains all its entries with one counter update, one read
-        of the previous hash and one insert."""
+        """Append an audit entry, chained to the previous one, when this transaction
+        commits: with the transaction's other writes or not at all, in call order.
+        The audit counter is locked only for the commit (so never before the
+        events counter, the order every writer takes them in), and a group
+        commit chains all its entries with one counter update, one read of the
+        previous hash and one insert. Arguments are checked now."""
         if not self._unit.writable:
             raise StoreError("audit entries can only be appended inside store.transaction()")
         self._unit.pending_audit.append(

@@ -89,3 +89,14 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
 def redis_url() -> str:
     _need("Redis", REDIS_HOST, REDIS_PORT, _START_REDIS)
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[object]:
+    """A fresh SQLite store (schema upgraded) in the test's directory."""
+    from registry.store import open_store
+
+    store = open_store(None, tmp_path)
+    store.upgrade()
+    yield store
+    store.close()

@@ -7,23 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from registry.services._runtime import _Landing
-from registry.store import Store, open_store
+from registry.store import Store
 from registry.store._internal.group import when_delivered
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(None, tmp_path)
-    s.upgrade()
-    yield s
-    s.close()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 def _hold(store: Store) -> threading.Event:

@@ -4,22 +4,18 @@ too) instead of waiting for the next one; each item is prepared exactly once."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from registry.store import Batch, Store, open_store
+from registry.store import Batch, Store
 from registry.store._internal.group import MAX_GROUP
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(None, tmp_path)
-    s.upgrade()
-    yield s
-    s.close()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 class _Slow(Batch[int, int]):

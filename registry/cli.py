@@ -51,7 +51,7 @@ def _load(config_file: Path | None, **flags: Any) -> Config:
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Run the registry: gRPC over TLS, with the CA and the store in the data directory."""
     from registry import logs
-    from registry.workers import Supervisor, Worker
+    from registry.workers import Supervisor, Worker, follow_supervisor
 
     config = _load(config_file, **flags)
     logs.configure(config.log_format, config.log_level)
@@ -61,6 +61,8 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         raise SystemExit(Supervisor(argv, config.workers, config.grace_seconds).run())
     from registry.server import serve as run
 
+    if worker is not None:
+        follow_supervisor()
     asyncio.run(run(config, worker))
 
 

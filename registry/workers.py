@@ -56,6 +56,9 @@ _log = get_logger("registry.workers")
 WORKER_INDEX_ENV = "MESH_WORKER_INDEX"
 #: Set in a worker's environment: the descriptor it writes one byte to once serving.
 READY_FD_ENV = "MESH_WORKER_READY_FD"
+#: Set in a worker's environment: its supervisor's pid.
+SUPERVISOR_ENV = "MESH_WORKER_SUPERVISOR"
+_PR_SET_PDEATHSIG = 1
 LEADER_FILE = "leader.lock"
 LEADER_PING = 1.0
 CA_FOLLOW_INTERVAL = 2.0
@@ -257,7 +260,7 @@ class Supervisor:
         self._stopping = threading.Event()
 
     def _spawn(self, child: _Child, ready_fd: int | None = None) -> None:
-        env = {**os.environ, WORKER_INDEX_ENV: str(child.index)}
+        env = {**os.environ, WORKER_INDEX_ENV: str(child.index), SUPERVISOR_ENV: str(os.getpid())}
         pass_fds: tuple[int, ...] = ()
         if ready_fd is not None:
             env[READY_FD_ENV] = str(ready_fd)
@@ -340,6 +343,21 @@ class Supervisor:
                 proc.kill()
                 proc.wait()
         return 0
+
+
+def follow_supervisor() -> None:
+    """In a worker: stop (SIGTERM, so gracefully) when the supervisor dies, even by
+    kill -9, rather than serve on as an orphan nobody restarts or stops."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the supervisor's SIGTERM only
+        return
+    supervisor = os.environ.get(SUPERVISOR_ENV, "")
+    if supervisor and os.getppid() != int(supervisor):  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def announce_ready() -> None:

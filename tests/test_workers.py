@@ -340,6 +340,14 @@ def test_a_killed_worker_is_restarted_and_leadership_moves(group: Group) -> None
     assert _register(group.channel_on(newcomer, mtls=False), _token(operator)).created
 
 
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    g = _start(tmp_path)
+    workers = g.workers
+    g.proc.kill()
+    g.proc.wait(10)
+    assert wait_until(lambda: all(_zombie(pid) for pid in workers), 30), workers
+
+
 def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
     g = _start(tmp_path)
     workers = g.workers

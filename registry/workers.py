@@ -306,6 +306,8 @@ class Supervisor:
         failed = self._first_start()
         if failed is not None:
             return failed
+        if self._stopping.is_set():  # told to stop while worker 0 was starting
+            return self._stop_all()
         for child in self._children[1:]:
             self._spawn(child)
         while not self._stopping.wait(0.2):

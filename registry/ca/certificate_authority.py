@@ -45,7 +45,7 @@ from registry.ca.serving import (
     issue_operator_certificate,
     issue_serving_certificate,
 )
-from registry.ca.x509svid import DEFAULT_X509_SVID_TTL, issue_x509_svid, sign_x509_svid
+from registry.ca.x509svid import DEFAULT_X509_SVID_TTL, sign_x509_svid
 
 Clock = Callable[[], datetime]
 
@@ -178,7 +178,8 @@ class CertificateAuthority:
         ttl: timedelta = DEFAULT_X509_SVID_TTL,
     ) -> list[x509.Certificate]:
         """``[leaf, CA]`` for ``spiffe_id`` from the agent's CSR (PEM or DER)."""
-        return issue_x509_svid(csr, spiffe_id, self._state.x509.active(), now=self.now(), ttl=ttl)
+        leaf = self.sign_x509_svid(csr, spiffe_id, ttl=ttl)
+        return [leaf.certificate(), leaf.issuer]
 
     def sign_x509_svid(
         self,

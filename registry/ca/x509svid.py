@@ -117,25 +117,6 @@ def validate_csr(data: bytes, spiffe_id: SpiffeID) -> ec.EllipticCurvePublicKey:
     return check_csr(load_csr(data), spiffe_id)
 
 
-def issue_x509_svid(
-    csr: bytes,
-    spiffe_id: SpiffeID | str,
-    authority: X509Authority,
-    *,
-    now: datetime,
-    ttl: timedelta = DEFAULT_X509_SVID_TTL,
-    max_ttl: timedelta = MAX_X509_SVID_TTL,
-) -> list[x509.Certificate]:
-    """Sign an X.509-SVID for ``spiffe_id`` from ``csr``: ``[leaf, CA certificate]``.
-
-    ``notAfter`` = min(now + ttl, CA notAfter); ``ttl`` is capped at ``max_ttl``.
-    Raises :class:`CSRRejected` for a bad CSR and :class:`CertificateRequestRejected`
-    for a SPIFFE ID outside the authority's trust domain or a bad TTL.
-    """
-    leaf = sign_x509_svid(csr, spiffe_id, authority, now=now, ttl=ttl, max_ttl=max_ttl)
-    return [leaf.certificate(), leaf.issuer]
-
-
 def sign_x509_svid(
     csr: bytes,
     spiffe_id: SpiffeID | str,
@@ -145,8 +126,13 @@ def sign_x509_svid(
     ttl: timedelta = DEFAULT_X509_SVID_TTL,
     max_ttl: timedelta = MAX_X509_SVID_TTL,
 ) -> SignedLeaf:
-    """:func:`issue_x509_svid`'s leaf as signed (DER, serial, validity, issuer),
-    for callers that only send and record it."""
+    """Sign an X.509-SVID for ``spiffe_id`` from ``csr``: the leaf as signed (DER,
+    serial, validity, issuer; ``.certificate()`` parses it).
+
+    ``notAfter`` = min(now + ttl, CA notAfter); ``ttl`` is capped at ``max_ttl``.
+    Raises :class:`CSRRejected` for a bad CSR and :class:`CertificateRequestRejected`
+    for a SPIFFE ID outside the authority's trust domain or a bad TTL.
+    """
     sid = workload_spiffe_id(spiffe_id, authority)
     lifetime = check_ttl(ttl, max_ttl)
     request = load_csr(csr)

@@ -159,7 +159,7 @@ class LeafSigner:
             critical=False,
         )
 
-    def tbs(
+    def sign_leaf(
         self,
         public_key: ec.EllipticCurvePublicKey,
         *,
@@ -168,8 +168,8 @@ class LeafSigner:
         not_before: datetime,
         not_after: datetime,
         spki: bytes | None = None,
-    ) -> bytes:
-        """The TBSCertificate bytes of the leaf profile (see ``leaf.build_leaf``).
+    ) -> SignedLeaf:
+        """A leaf of the profile of ``leaf.build_leaf``, signed.
 
         ``spki``: ``public_key``'s SubjectPublicKeyInfo as a request carried it
         (see :func:`request_spki`). It is used as is when it is the one encoding
@@ -191,7 +191,7 @@ class LeafSigner:
         # SAN: SEQUENCE { OID, critical, OCTET STRING { GeneralNames { [6] uri } } }.
         san = tlv(0x30, _SAN_CRITICAL + tlv(0x04, tlv(0x30, tlv(0x86, uri.encode("ascii")))))
         extensions = san + _FIXED_EXTENSIONS + _SKI_PREFIX + ski + self._aki
-        return tlv(
+        tbs = tlv(
             0x30,
             b"".join(
                 (
@@ -205,30 +205,15 @@ class LeafSigner:
                 )
             ),
         )
+        return SignedLeaf(
+            self.sign(tbs), serial, _whole_seconds(not_before), _whole_seconds(not_after),
+            self._certificate,
+        )
 
     def sign(self, tbs: bytes) -> bytes:
         """The DER certificate of ``tbs``, signed with the issuer's key."""
         signature = self._key.sign(tbs, self._algorithm)
         return sequence(tbs, _ECDSA_WITH_SHA256, tlv(0x03, b"\x00" + signature))
-
-    def sign_leaf(
-        self,
-        public_key: ec.EllipticCurvePublicKey,
-        *,
-        serial: int,
-        uri: str,
-        not_before: datetime,
-        not_after: datetime,
-        spki: bytes | None = None,
-    ) -> SignedLeaf:
-        """:meth:`tbs`, signed."""
-        der = self.sign(
-            self.tbs(public_key, serial=serial, uri=uri, not_before=not_before,
-                     not_after=not_after, spki=spki)
-        )
-        return SignedLeaf(
-            der, serial, _whole_seconds(not_before), _whole_seconds(not_after), self._certificate
-        )
 
 
 def _is_p256_uncompressed(spki: bytes) -> bool:

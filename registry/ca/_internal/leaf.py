@@ -112,7 +112,7 @@ def sign_uri_leaf(
     spki: bytes | None = None,
 ) -> SignedLeaf:
     """The profile of :func:`build_leaf` for a leaf whose one name is the ASCII
-    ``uri`` (every X.509-SVID), as signed DER (``spki``: see ``LeafSigner.tbs``)."""
+    ``uri`` (every X.509-SVID), as signed DER (``spki``: see ``LeafSigner.sign_leaf``)."""
     if not uri.isascii():
         raise CertificateRequestRejected(
             f"the URI {uri[:80]!r} is not ASCII", hint="a SPIFFE ID is ASCII"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _store_support import store_pg_database, store_sqlite_template  # noqa: F401
 
 pytest_plugins = ["fixtures_registry"]
 
@@ -89,6 +90,17 @@ def postgres_url(postgres_admin_url: str) -> Iterator[str]:
 def redis_url() -> str:
     _need("Redis", REDIS_HOST, REDIS_PORT, _START_REDIS)
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """An empty, migrated store on each back end, with the real clock (a module
+    that needs another clock defines its own ``store``)."""
+    from _store_support import make_store
+
+    s = make_store(request, tmp_path)
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -6,13 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
-from _store_support import make_store, store_pg_database, store_sqlite_template  # noqa: F401
 
 from registry.store import (
     FailedPrecondition,
@@ -21,13 +18,6 @@ from registry.store import (
     open_store,
     verify_audit_chain,
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = make_store(request, tmp_path)
-    yield s
-    s.close()
 
 
 def _race(n: int, work: Callable[[int], Any]) -> tuple[list[Any], list[BaseException]]:

@@ -6,14 +6,12 @@ audit entries; sequences stay gap-free and the audit chain verifies."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from _store_support import make_store, store_pg_database, store_sqlite_template  # noqa: F401
 
 from registry.store import (
     AlreadyExists,
@@ -26,13 +24,6 @@ from registry.store import (
     hash_token,
     verify_audit_chain,
 )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = make_store(request, tmp_path)
-    yield s
-    s.close()
 
 
 def _held(store: Store) -> tuple[threading.Event, Future[Any]]:

@@ -204,13 +204,13 @@ class RegistryServer:
             ca=self.ca, wake=hub.notify, on_ca_change=self._issue_serving_certificate
         )
         if self.worker is not None:
-            # Over PostgreSQL the replicas' leadership and NOTIFY already span the workers.
-            postgres = self.replication.enabled
-            self.siblings = Siblings(config.data_dir, self.worker, elect=not postgres)
+            self.siblings = Siblings(
+                config.data_dir, self.worker, replicated=self.replication.enabled
+            )
             self.siblings.start(
                 ca=self.ca, wake=hub.notify, on_ca_change=self._issue_serving_certificate
             )
-        siblings = self.siblings if self.store.dialect == "sqlite" else None
+        siblings = self.siblings
 
         def committed(_seq: int) -> None:
             hub.notify()

@@ -202,27 +202,31 @@ class CAFollower(Periodic):
 
 
 class Siblings:
-    """This worker's part in the group: wake-ups, leadership (unless the database
-    decides it), and following the CA."""
+    """This worker's part in the group: following the CA and, unless the database
+    already carries them (``replicated``: PostgreSQL's advisory-lock leadership
+    and NOTIFY span the workers), leadership and wake-ups."""
 
-    def __init__(self, data_dir: Path, worker: Worker, *, elect: bool) -> None:
+    def __init__(self, data_dir: Path, worker: Worker, *, replicated: bool) -> None:
         self.worker = worker
         self._data_dir = data_dir
-        self.leadership = FileLeadership(data_dir) if elect else None
+        self._replicated = replicated
+        self.leadership = None if replicated else FileLeadership(data_dir)
         self.wakeups: Wakeups | None = None
         self._follower: CAFollower | None = None
 
     def start(
         self, *, ca: Any, wake: Callable[[], None], on_ca_change: Callable[[], None] | None
     ) -> None:
-        self.wakeups = Wakeups(self._data_dir, self.worker, wake)
-        self.wakeups.start()
+        if not self._replicated:
+            self.wakeups = Wakeups(self._data_dir, self.worker, wake)
+            self.wakeups.start()
         if self.leadership is not None:
             self.leadership.start()
         self._follower = CAFollower(ca, on_ca_change)
         self._follower.start()
 
     def notify(self) -> None:
+        """A local commit appended events: wake the other workers (if it is ours to)."""
         if self.wakeups is not None:
             self.wakeups.send()
 

@@ -68,6 +68,21 @@ class ChallengeReader:
         return None if row is None else _record(row)
 
 
+def _values(
+    nonce: str, purpose: str, trust_domain: str, now: datetime, expires_at: datetime,
+    *, used_at: datetime | None,
+) -> dict[str, Any]:
+    """A challenge row, its fields checked."""
+    return {
+        "nonce": checks.text("nonce", nonce, 128),
+        "purpose": checks.text("purpose", purpose, 64),
+        "trust_domain": checks.text("trust_domain", trust_domain, NAME_LEN),
+        "created_at": now,
+        "expires_at": expires_at,
+        "used_at": used_at,
+    }
+
+
 class ChallengeRepository(ChallengeReader):
     def create(
         self, *, nonce: str, purpose: str, trust_domain: str, expires_at: datetime
@@ -76,14 +91,7 @@ class ChallengeRepository(ChallengeReader):
         expires_at = checks.aware("expires_at", expires_at)
         if expires_at <= now:
             raise InvalidArgument("expires_at must be in the future")
-        values = {
-            "nonce": checks.text("nonce", nonce, 128),
-            "purpose": checks.text("purpose", purpose, 64),
-            "trust_domain": checks.text("trust_domain", trust_domain, NAME_LEN),
-            "created_at": now,
-            "expires_at": expires_at,
-            "used_at": None,
-        }
+        values = _values(nonce, purpose, trust_domain, now, expires_at, used_at=None)
         self._unit.execute(_INSERT, values)
         return ChallengeRecord(nonce, purpose, trust_domain, now, expires_at, None)
 
@@ -129,14 +137,7 @@ class ChallengeRepository(ChallengeReader):
         expires_at = checks.aware("expires_at", expires_at)
         if expires_at <= now:
             raise FailedPrecondition("challenge expired", hint="request a new challenge")
-        values = {
-            "nonce": checks.text("nonce", nonce, 128),
-            "purpose": checks.text("purpose", purpose, 64),
-            "trust_domain": checks.text("trust_domain", trust_domain, NAME_LEN),
-            "created_at": now,
-            "expires_at": expires_at,
-            "used_at": now,
-        }
+        values = _values(nonce, purpose, trust_domain, now, expires_at, used_at=now)
         inserted = self._unit.execute(_INSERT_USED[self._unit.dialect], values).first()
         if inserted is not None:
             return ChallengeRecord(nonce, purpose, trust_domain, now, expires_at, now)

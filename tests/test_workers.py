@@ -496,3 +496,19 @@ def test_sqlite_writers_in_other_processes_queue_on_the_lock_file(tmp_path: Path
                 tx.audit.append("test", "written", f"id-{uuid.uuid4().hex[:6]}", {})
     finally:
         store.close()
+
+
+def test_an_unwritable_lock_file_is_unavailable_not_internal(tmp_path: Path) -> None:
+    from registry.store import StoreUnavailable, open_store
+
+    store = open_store(None, tmp_path)
+    store.upgrade()
+    lock_file = Path(str(store.engine.url.database) + "-writer.lock")
+    lock_file.unlink(missing_ok=True)
+    lock_file.mkdir()  # a directory where the lock file should be: open() fails
+    try:
+        with pytest.raises(StoreUnavailable, match="write lock"):
+            with store.transaction() as tx:
+                tx.audit.append("test", "nothing", "-", {})
+    finally:
+        store.close()

@@ -347,7 +347,14 @@ class Store:
         if lock is None:
             yield
             return
-        if not lock.acquire(timeout=self._options.busy_timeout_seconds):
+        try:
+            acquired = lock.acquire(timeout=self._options.busy_timeout_seconds)
+        except OSError as error:  # the lock file beside the database cannot be opened
+            raise StoreUnavailable(
+                f"cannot open the database write lock {lock.path}: {error.strerror}",
+                hint="the database's directory must be writable by the registry",
+            ) from error
+        if not acquired:
             raise StoreUnavailable(
                 "timed out waiting for the database write lock",
                 hint="the registry is overloaded or a transaction is stuck; retry shortly",

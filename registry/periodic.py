@@ -24,10 +24,6 @@ class Periodic(ABC):
     def finish(self) -> None:  # noqa: B027 -- optional: most have nothing to give back
         """After the last turn (e.g. give back what the turns took)."""
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def start(self) -> None:
         self._thread.start()
 

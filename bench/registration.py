@@ -159,9 +159,8 @@ def _cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _public_channel(port: int, data_dir: Path) -> grpc.aio.Channel:
+def _public_channel(port: int, bundle: bytes) -> grpc.aio.Channel:
     """A connection of its own to the registry's TLS port (as each agent has)."""
-    bundle = (data_dir / "bundle.pem").read_bytes()
     return grpc.aio.secure_channel(
         f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=bundle),
         options=[("grpc.use_local_subchannel_pool", 1)],
@@ -173,7 +172,7 @@ def _channels(port: int, data_dir: Path) -> tuple[grpc.aio.Channel, grpc.aio.Cha
     bundle = (data_dir / "bundle.pem").read_bytes()
     op_cert = (data_dir / "operator" / "operator.pem").read_bytes()
     op_key = (data_dir / "operator" / "operator.key").read_bytes()
-    public = _public_channel(port, data_dir)
+    public = _public_channel(port, bundle)
     operator = grpc.aio.secure_channel(
         f"127.0.0.1:{port + 1}",
         grpc.ssl_channel_credentials(bundle, private_key=op_key, certificate_chain=op_cert),
@@ -201,7 +200,8 @@ async def _run(
 ) -> dict[str, float]:
     public, operator = _channels(port, data_dir)
     # One connection per client, as agents have: spread over the serving processes.
-    connections = [_public_channel(port, data_dir) for _ in range(CLIENTS)]
+    bundle = (data_dir / "bundle.pem").read_bytes()
+    connections = [_public_channel(port, bundle) for _ in range(CLIENTS)]
     health = [health_pb2_grpc.HealthStub(c) for c in connections]
 
     tokens = await _join_tokens(operator, len(material))

@@ -191,8 +191,7 @@ class Replication:
         self.key = key if self.enabled else None
         self.leadership: Leadership | None = None
         self.listener: EventListener | None = None
-        self._stop = threading.Event()
-        self._sync_thread: threading.Thread | None = None
+        self._syncer: _CASync | None = None
         self._ca: Any = None
         self._on_ca_change: Callable[[], None] | None = None
         #: CA sequence last seen in the database (pushed or pulled).
@@ -294,30 +293,34 @@ class Replication:
         self.listener = EventListener(conninfo, wake)
         self.listener.start()
         if self.key is not None:
-            self._sync_thread = threading.Thread(
-                target=self._sync_loop, name="replica-sync", daemon=True
-            )
-            self._sync_thread.start()
+            self._syncer = _CASync(self)
+            self._syncer.start()
 
     def is_leader(self) -> bool:
         """Should this process run the scheduled jobs now? (Always, on SQLite.)"""
         return self.leadership is None or self.leadership.is_leader
 
-    def _sync_loop(self) -> None:
-        while not self._stop.wait(SYNC_INTERVAL):
-            try:
-                self.sync()
-            except Exception as exc:  # the database is away: next turn
-                _log.warning("replica.sync_failed", error=str(exc))
-
     def stop(self) -> None:
-        self._stop.set()
         if self.leadership is not None:
             self.leadership.stop()
         if self.listener is not None:
             self.listener.stop()
-        if self._sync_thread is not None:
-            self._sync_thread.join(5)
+        if self._syncer is not None:
+            self._syncer.stop()
+
+
+class _CASync(Periodic):
+    """:meth:`Replication.sync` every :data:`SYNC_INTERVAL` seconds."""
+
+    def __init__(self, replication: Replication) -> None:
+        super().__init__("replica-sync", SYNC_INTERVAL)
+        self._replication = replication
+
+    def tick(self) -> None:
+        try:
+            self._replication.sync()
+        except Exception as exc:  # the database is away: next turn
+            _log.warning("replica.sync_failed", error=str(exc))
 
 
 def _connect(conninfo: str, application: str) -> Any:
